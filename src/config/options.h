@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+// The sealed configuration: parsed once from HEAPGUARD_MODE and
+// HEAPGUARD_OPTIONS (ignored under AT_SECURE), then made read-only so that a
+// heap overflow cannot weaken it. Parsing never allocates and never fails:
+// bad input gets one line on stderr and the default is kept.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "config/mode.h"
+
+namespace heapguard {
+
+struct Options {
+  Mode mode = kDefaultMode;
+#define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help) int64_t name = hardened;
+#include "config/options.def"
+#undef HEAPGUARD_OPTION
+};
+
+// Where the text came from; diagnostics name it.
+struct OptionSources {
+  const char* mode = nullptr;     // HEAPGUARD_MODE value or nullptr
+  const char* options = nullptr;  // HEAPGUARD_OPTIONS value or nullptr
+};
+
+// Pure: turns the two strings into Options, writing one stderr line per
+// problem through `warn`. Exposed for tests and fuzzing.
+using WarnFn = void (*)(const char* line, size_t len);
+Options parse_options(const OptionSources& sources, WarnFn warn);
+
+// Reads the environment (not under AT_SECURE), parses, seals. Called once by
+// the allocator's init, before anything that may allocate.
+void init_options();
+
+// The sealed snapshot. Before init_options() it holds the hardened defaults.
+const Options& options();
+
+// Updates a tunable at run time where the C API allows it (mallopt). The
+// page is unsealed for the write and sealed again.
+void set_retain_kb(int64_t kb);
+
+}  // namespace heapguard

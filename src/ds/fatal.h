@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// The minimal fatal path that every layer may call: it formats into a fixed
+// buffer on the stack, writes it raw to stderr, and aborts. It never
+// allocates and never takes an allocator lock, so it is safe from any state,
+// including a corrupted heap or a thread that holds allocator locks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace heapguard {
+
+enum class ErrorKind : uint8_t {
+#define HEAPGUARD_ERROR(id, name, meaning) id,
+#include "ds/errors.def"
+#undef HEAPGUARD_ERROR
+};
+
+const char* error_name(ErrorKind kind);
+
+// Appends text and numbers to a fixed buffer; silently truncates, because a
+// report cut short is better than a report path that can fail.
+class MessageBuilder {
+ public:
+  MessageBuilder& str(const char* s);
+  MessageBuilder& dec(uint64_t v);
+  MessageBuilder& hex(uint64_t v);  // 0x-prefixed
+  MessageBuilder& ch(char c);
+  const char* data() const { return buf_; }
+  size_t size() const { return len_; }
+
+ private:
+  static constexpr size_t kCapacity = 1024;
+  char buf_[kCapacity];
+  size_t len_ = 0;
+};
+
+// Writes "==PID==ERROR: HeapGuard: <class> on address <addr>", the detail
+// line (may be empty), and a SUMMARY line, then aborts. Re-entry (an error
+// while reporting) aborts at once without writing.
+[[noreturn]] void report_fatal(ErrorKind kind, uintptr_t address, const MessageBuilder& detail);
+
+// Writes one "==PID==HeapGuard: <text>" line to stderr; for warnings and
+// verbosity output. Never allocates.
+void print_line(const MessageBuilder& text);
+
+}  // namespace heapguard

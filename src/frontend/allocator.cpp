@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+// The allocator's slow paths and the validation of pointers the program
+// hands back. Validation trusts only out-of-line state (the slab arena's
+// layout and used-slab counts, the large-block table) to decide whether a
+// pointer can be a block, and only then reads the block's header, whose
+// keyed checksum decides whether it is intact.
+#include "frontend/allocator.h"
+
+#include <errno.h>
+
+#include <cstring>
+
+namespace heapguard {
+namespace {
+
+const char* call_name(ApiCall call) {
+  switch (call) {
+    case ApiCall::Free: return "free";
+    case ApiCall::Realloc: return "realloc";
+    case ApiCall::UsableSize: return "malloc_usable_size";
+  }
+  return "free";
+}
+
+MessageBuilder& describe_region(MessageBuilder& m, uintptr_t p, uintptr_t start, size_t size) {
+  m.hex(p).str(" is located ").dec(p - start).str(" bytes inside of ").dec(size).str("-byte region [").hex(start).ch(',').hex(start + size).ch(')');
+  return m;
+}
+
+[[noreturn]] HEAPGUARD_COLD void report_double_free(uintptr_t p, uintptr_t start, size_t size, ApiCall call) {
+  MessageBuilder m;
+  describe_region(m, p, start, size).str(", which is already free\n").str("the pointer was passed to ").str(call_name(call)).str("()");
+  report_fatal(ErrorKind::DoubleFree, p, m);
+}
+
+[[noreturn]] HEAPGUARD_COLD void report_invalid(uintptr_t p, const char* what, ApiCall call) {
+  MessageBuilder m;
+  m.hex(p).ch(' ').str(what).str("\nthe pointer was passed to ").str(call_name(call)).str("()");
+  report_fatal(ErrorKind::InvalidFree, p, m);
+}
+
+[[noreturn]] HEAPGUARD_COLD void report_interior(uintptr_t p, uintptr_t start, size_t size, ApiCall call) {
+  MessageBuilder m;
+  describe_region(m, p, start, size).str(": not the start of the block\nthe pointer was passed to ").str(call_name(call)).str("()");
+  report_fatal(ErrorKind::InvalidFree, p, m);
+}
+
+[[noreturn]] HEAPGUARD_COLD void report_bad_header(uintptr_t p, uintptr_t header) {
+  MessageBuilder m;
+  m.str("the chunk header at ").hex(header).str(" of the block at ").hex(p)
+      .str(" failed its integrity check (overwritten by an underflow of this block or an overflow of the one before)");
+  report_fatal(ErrorKind::MetadataCorruption, p, m);
+}
+
+}  // namespace
+
+bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool report) {
+  if (slabs_.contains(p)) {
+    unsigned c = slabs_.class_of(p);
+    const SizeClass& sc = kSizeClasses[c];
+    ChunkHeader h;
+    if (slabs_.is_block_start(p, c)) {
+      uint64_t word = HeaderCodec::load(p);
+      bool intact = HeaderCodec::unpack(word, p - kHeaderSize, &h);
+      if (!report && !(intact && h.state == ChunkState::Allocated && h.class_id == c && !h.aligned_alias)) return false;
+      // A slot whose header was never written (fresh or purged slab) reads as zero.
+      if (word == 0 || (intact && h.state == ChunkState::Unused))
+        report_invalid(p, "is a heapguard slot that is not allocated", call);
+      if (!intact || h.class_id != c || h.aligned_alias) report_bad_header(p, p - kHeaderSize);
+      if (h.state != ChunkState::Allocated) report_double_free(p, p, sc.usable - h.unused_bytes, call);
+      *out = {p, p, c, h, sc.usable, sc.usable - h.unused_bytes};
+      return true;
+    }
+    uintptr_t block = slabs_.block_containing(p, c);
+    if (block != 0 && p > block && p < block + sc.usable && (p & (kMinAlign - 1)) == 0) {
+      ChunkHeader alias;
+      if (HeaderCodec::unpack(HeaderCodec::load(p), p - kHeaderSize, &alias) && alias.aligned_alias &&
+          alias.class_id == c && block + uintptr_t(alias.alias_offset16) * 16 == p) {
+        bool intact = HeaderCodec::unpack(HeaderCodec::load(block), block - kHeaderSize, &h);
+        size_t usable = block + sc.usable - p;
+        if (!report && !(intact && h.state == ChunkState::Allocated && alias.state == ChunkState::Allocated)) return false;
+        if (!intact || h.class_id != c) report_bad_header(block, block - kHeaderSize);
+        if (h.state != ChunkState::Allocated || alias.state != ChunkState::Allocated)
+          report_double_free(p, p, usable - alias.unused_bytes, call);
+        *out = {p, block, c, h, usable, usable - alias.unused_bytes};
+        return true;
+      }
+    }
+    if (!report) return false;
+    if (block != 0) {
+      ChunkHeader owner;
+      if (HeaderCodec::unpack(HeaderCodec::load(block), block - kHeaderSize, &owner) &&
+          owner.state == ChunkState::Allocated && !owner.aligned_alias)
+        report_interior(p, block, sc.usable - owner.unused_bytes, call);
+      report_invalid(p, "points into a heapguard slot that is not allocated", call);
+    }
+    report_invalid(p, "points into the heapguard slab arena but not into any slot", call);
+  }
+  LargeBlock b;
+  if (large_.lookup(p, &b)) {
+    ChunkHeader h;
+    bool intact = HeaderCodec::unpack(HeaderCodec::load(p), p - kHeaderSize, &h);
+    if (!intact || h.class_id != kLargeClass || h.state != ChunkState::Allocated) {
+      if (!report) return false;
+      report_bad_header(p, p - kHeaderSize);
+    }
+    *out = {p, p, kLargeClass, h, LargeHeap::usable_size(b), b.requested};
+    return true;
+  }
+  if (!report) return false;
+  report_invalid(p, "was not allocated by heapguard, or is a large block that was already freed (a stack, global, foreign or wild pointer, or a double free)", call);
+}
+
+void* Allocator::allocate_slow(size_t n, Origin origin) {
+  if (HEAPGUARD_UNLIKELY(!ensure_ready())) {
+    pal::set_errno(ENOMEM);
+    return nullptr;
+  }
+  if (n > kMaxSmallSize) {
+    void* p = large_.allocate(n, kMinAlign, false, origin);
+    if (p == nullptr) pal::set_errno(ENOMEM);
+    return p;
+  }
+  unsigned c = size_to_class(n);
+  ThreadCache* tc = t_cache;
+  if (tc->bins[c].cap == 0) {
+    tc = ensure_cache();
+    if (tc == nullptr) return allocate_small_uncached(c, n, origin);
+  }
+  Bin& bin = tc->bins[c];
+  if (bin.count == 0) {
+    size_t want = bin.cap > 1 ? bin.cap / 2 : 1;
+    size_t got = slabs_.refill(c, bin.slots, want);
+    if (got == 0) {
+      pal::set_errno(ENOMEM);
+      return nullptr;
+    }
+    bin.count = uint16_t(got);
+  }
+  uintptr_t p = reinterpret_cast<uintptr_t>(bin.slots[--bin.count]);
+  write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
+  return reinterpret_cast<void*>(p);
+}
+
+// For threads without a cache: during cache setup (re-entry from
+// pthread_setspecific) and after the thread's cache was torn down at exit.
+void* Allocator::allocate_small_uncached(unsigned c, size_t n, Origin origin) {
+  void* slot;
+  if (slabs_.refill(c, &slot, 1) == 0) {
+    pal::set_errno(ENOMEM);
+    return nullptr;
+  }
+  uintptr_t p = reinterpret_cast<uintptr_t>(slot);
+  write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
+  return slot;
+}
+
+void Allocator::mark_free(const ResolvedBlock& r) {
+  ChunkHeader h = r.header;
+  h.state = ChunkState::Free;
+  HeaderCodec::store(r.block, HeaderCodec::pack(h, r.block - kHeaderSize));
+  if (r.user != r.block) {
+    ChunkHeader alias;
+    if (HeaderCodec::unpack(HeaderCodec::load(r.user), r.user - kHeaderSize, &alias)) {
+      alias.state = ChunkState::Free;
+      HeaderCodec::store(r.user, HeaderCodec::pack(alias, r.user - kHeaderSize));
+    }
+  }
+}
+
+void Allocator::free_small(uintptr_t block, unsigned c) {
+  ThreadCache* tc = t_cache;
+  if (tc->bins[c].cap == 0) {
+    tc = ensure_cache();
+    if (tc == nullptr) {
+      void* slot = reinterpret_cast<void*>(block);
+      slabs_.release(c, &slot, 1);
+      return;
+    }
+  }
+  Bin& bin = tc->bins[c];
+  if (bin.count == bin.cap) flush_bin(c, bin, bin.cap / 2);
+  bin.slots[bin.count++] = reinterpret_cast<void*>(block);
+}
+
+// Releases all but the newest `keep` slots. The bin is updated before the
+// slots go back, so a fork() in between can only leak them, never return
+// them twice (the child reclaims every other thread's bins).
+void Allocator::flush_bin(unsigned c, Bin& bin, size_t keep) {
+  void* out[kMaxCacheCap];
+  size_t n = bin.count - keep;
+  memcpy(out, bin.slots, n * sizeof(void*));
+  memmove(bin.slots, bin.slots + n, keep * sizeof(void*));
+  bin.count = uint16_t(keep);
+  slabs_.release(c, out, n);
+}
+
+void Allocator::deallocate_slow(void* ptr) {
+  if (ptr == nullptr) return;
+  uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  if (HEAPGUARD_UNLIKELY(!ensure_ready())) report_invalid(p, "was freed before the heap existed", ApiCall::Free);
+  ResolvedBlock r;
+  resolve(p, &r, ApiCall::Free, true);
+  if (r.class_id == kLargeClass) {
+    large_.deallocate(r.block);
+    return;
+  }
+  mark_free(r);
+  free_small(r.block, r.class_id);
+}
+
+void* Allocator::allocate_zeroed(size_t n) {
+  if (n > kMaxSmallSize) {
+    if (!ensure_ready()) {
+      pal::set_errno(ENOMEM);
+      return nullptr;
+    }
+    // Fresh mappings are zero already; only reused ones are cleared.
+    void* p = large_.allocate(n, kMinAlign, true, Origin::Malloc);
+    if (p == nullptr) pal::set_errno(ENOMEM);
+    return p;
+  }
+  void* p = allocate(n, Origin::Malloc);
+  if (p != nullptr) memset(p, 0, n);
+  return p;
+}
+
+void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
+  if (align <= kMinAlign) return allocate(n, origin);
+  if (!ensure_ready()) {
+    pal::set_errno(ENOMEM);
+    return nullptr;
+  }
+  size_t padded;
+  if (align <= pal::Pal::page_size() && checked_add(n, align - kMinAlign, &padded) && padded <= kMaxSmallSize) {
+    void* b = allocate(padded, origin);
+    if (b == nullptr) return nullptr;
+    uintptr_t block = reinterpret_cast<uintptr_t>(b);
+    unsigned c = size_to_class(padded);
+    uintptr_t p = align_up(block, align);
+    size_t usable = block + kSizeClasses[c].usable - p;
+    if (p == block) {
+      write_allocated_header(p, c, origin, usable - n);
+    } else {
+      ChunkHeader alias;
+      alias.class_id = c;
+      alias.state = ChunkState::Allocated;
+      alias.origin = origin;
+      alias.aligned_alias = true;
+      alias.unused_bytes = uint32_t(usable - n);
+      alias.alias_offset16 = uint32_t((p - block) / 16);
+      HeaderCodec::store(p, HeaderCodec::pack(alias, p - kHeaderSize));
+    }
+    return reinterpret_cast<void*>(p);
+  }
+  void* p = large_.allocate(n, align, false, origin);
+  if (p == nullptr) pal::set_errno(ENOMEM);
+  return p;
+}
+
+void* Allocator::reallocate(void* ptr, size_t n) {
+  if (ptr == nullptr) return allocate(n, Origin::Malloc);
+  if (n == 0) {
+    // glibc frees and returns NULL (REALLOC_ZERO_BYTES_FREES).
+    deallocate(ptr);
+    return nullptr;
+  }
+  uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  if (!ensure_ready()) report_invalid(p, "was passed before the heap existed", ApiCall::Realloc);
+  ResolvedBlock r;
+  resolve(p, &r, ApiCall::Realloc, true);
+  if (r.class_id != kLargeClass) {
+    if (r.user == r.block && n <= kMaxSmallSize && size_to_class(n) == r.class_id) {
+      ChunkHeader h = r.header;
+      h.unused_bytes = uint32_t(r.usable - n);
+      HeaderCodec::store(p, HeaderCodec::pack(h, p - kHeaderSize));
+      return ptr;
+    }
+  } else if (n > kMaxSmallSize) {
+    void* q = large_.reallocate(r.block, n);
+    if (q == nullptr) pal::set_errno(ENOMEM);
+    return q;
+  }
+  void* q = allocate(n, Origin::Malloc);
+  if (q == nullptr) return nullptr;
+  memcpy(q, ptr, r.requested < n ? r.requested : n);
+  if (r.class_id == kLargeClass) {
+    large_.deallocate(r.block);
+  } else {
+    mark_free(r);
+    free_small(r.block, r.class_id);
+  }
+  return q;
+}
+
+size_t Allocator::usable_size(const void* ptr) {
+  if (ptr == nullptr) return 0;
+  uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  if (!ensure_ready()) report_invalid(p, "was passed before the heap existed", ApiCall::UsableSize);
+  ResolvedBlock r;
+  resolve(p, &r, ApiCall::UsableSize, true);
+  return r.usable;
+}
+
+bool Allocator::owns(const void* ptr) {
+  if (ptr == nullptr || !ensure_ready()) return false;
+  ResolvedBlock r;
+  return resolve(reinterpret_cast<uintptr_t>(ptr), &r, ApiCall::Free, false);
+}
+
+}  // namespace heapguard

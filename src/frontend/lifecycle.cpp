@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: Apache-2.0
+// The allocator's life: process init, per-thread cache setup and teardown,
+// fork. Init happens inside the first malloc, which may come from the
+// dynamic loader, a constructor or a new thread, so it takes no lock that
+// malloc itself could need, calls nothing that may allocate, and publishes
+// "ready" only when the heap is usable.
+#include <cstring>
+
+#include "frontend/allocator.h"
+
+namespace heapguard {
+
+constinit ThreadCache g_unset_cache;
+constinit ThreadCache g_torn_down_cache;
+constinit thread_local ThreadCache* t_cache = &g_unset_cache;
+// Set while this thread builds its cache: pthread_setspecific may call
+// calloc, and that nested call must not try to build a second cache.
+constinit thread_local bool t_in_cache_setup = false;
+constinit Allocator g_allocator;
+
+namespace {
+
+constinit bool g_init_failed_reported = false;
+
+void thread_exit_hook(void* value) {
+  auto* tc = static_cast<ThreadCache*>(value);
+  if (tc == nullptr) return;
+  // Stay armed until the last destructor round, so that other libraries'
+  // thread-exit destructors that free memory still find the cache.
+  if (++tc->destructor_rounds < pal::kThreadKeyRounds) {
+    pal::Pal::set_thread_key(tc->thread_key, tc);
+    return;
+  }
+  g_allocator.on_thread_exit(tc);
+}
+
+}  // namespace
+
+size_t ThreadCache::storage_slots() {
+  size_t total = 0;
+  for (unsigned c = 1; c < kNumClasses; ++c) total += kSizeClasses[c].cache_cap;
+  return total;
+}
+
+bool Allocator::init_slow() {
+  {
+    pal::LockGuard guard(init_lock_);
+    if (state_.load(std::memory_order_acquire) != kReady) {
+      init_options();
+      HeaderCodec::set_key(pal::Pal::entropy64());
+      if (!slabs_.init()) {
+        if (!g_init_failed_reported) {
+          g_init_failed_reported = true;
+          MessageBuilder m;
+          m.str("cannot reserve address space for the heap; every allocation will fail");
+          print_line(m);
+        }
+        return false;
+      }
+      if (!pal::Pal::create_thread_key(&thread_exit_hook, &thread_key_)) {
+        MessageBuilder m;
+        m.str("no pthread key left: thread caches will not be flushed at thread exit");
+        print_line(m);
+        thread_key_ = ~0u;
+      }
+      state_.store(kReady, std::memory_order_release);
+      if (options().verbosity >= 1) {
+        MessageBuilder m;
+        m.str("version " HEAPGUARD_VERSION_STRING ", mode ").str(mode_name(options().mode))
+            .str(", verbosity=").dec(uint64_t(options().verbosity))
+            .str(" print_stats=").dec(uint64_t(options().print_stats))
+            .str(" retain_kb=").dec(uint64_t(options().retain_kb))
+            .str(", slab arena ").dec(uint64_t(slabs_.region_size() >> 20)).str(" MiB per class");
+        print_line(m);
+      }
+    }
+  }
+  return true;
+}
+
+// Runs from the library constructor, after libc is fully initialised:
+// pthread_atfork may allocate, which is fine now that the heap is ready.
+void Allocator::after_init() {
+  if (!ensure_ready() || post_init_done_.exchange(true)) return;
+  pal::Pal::register_atfork([] { g_allocator.before_fork(); }, [] { g_allocator.after_fork_parent(); },
+                            [] { g_allocator.after_fork_child(); });
+}
+
+ThreadCache* Allocator::new_cache() {
+  const size_t bytes = sizeof(ThreadCache) + ThreadCache::storage_slots() * sizeof(void*);
+  ThreadCache* tc;
+  {
+    pal::LockGuard guard(registry_lock_);
+    if (!spare_caches_.empty()) {
+      ListNode* n = spare_caches_.front();
+      spare_caches_.remove(n);
+      tc = ThreadCache::from_node(n);
+    } else {
+      tc = static_cast<ThreadCache*>(arena_.allocate(bytes, 64));
+      if (tc == nullptr) return nullptr;
+    }
+    void** storage = reinterpret_cast<void**>(tc + 1);
+    for (unsigned c = 1; c < kNumClasses; ++c) {
+      tc->bins[c].slots = storage;
+      tc->bins[c].count = 0;
+      tc->bins[c].cap = kSizeClasses[c].cache_cap;
+      storage += kSizeClasses[c].cache_cap;
+    }
+    tc->destructor_rounds = 0;
+    tc->thread_key = thread_key_;
+    tc->tid = pal::Pal::thread_id();
+    registry_.push_front(&tc->node);
+    ++live_caches_;
+  }
+  return tc;
+}
+
+ThreadCache* Allocator::ensure_cache() {
+  ThreadCache* tc = t_cache;
+  if (tc != &g_unset_cache) return tc == &g_torn_down_cache ? nullptr : tc;
+  if (t_in_cache_setup || !ensure_ready()) return nullptr;
+  t_in_cache_setup = true;
+  tc = new_cache();
+  if (tc != nullptr) {
+    t_cache = tc;
+    if (thread_key_ != ~0u) pal::Pal::set_thread_key(thread_key_, tc);
+  }
+  t_in_cache_setup = false;
+  return tc;
+}
+
+void Allocator::flush_all(ThreadCache* tc) {
+  for (unsigned c = 1; c < kNumClasses; ++c) {
+    if (tc->bins[c].count != 0) flush_bin(c, tc->bins[c], 0);
+  }
+}
+
+void Allocator::on_thread_exit(ThreadCache* tc) {
+  // From here on this thread allocates without a cache (see allocate_slow).
+  t_cache = &g_torn_down_cache;
+  flush_all(tc);
+  pal::LockGuard guard(registry_lock_);
+  registry_.remove(&tc->node);
+  spare_caches_.push_front(&tc->node);
+  --live_caches_;
+}
+
+void Allocator::before_fork() {
+  init_lock_.lock();
+  registry_lock_.lock();
+  arena_.lock_for_fork().lock();
+  slabs_.lock_all();
+  large_.lock_all();
+}
+
+void Allocator::after_fork_parent() {
+  large_.unlock_all();
+  slabs_.unlock_all();
+  arena_.lock_for_fork().unlock();
+  registry_lock_.unlock();
+  init_lock_.unlock();
+}
+
+void Allocator::after_fork_child() {
+  large_.reset_locks_after_fork();
+  slabs_.reset_locks_after_fork();
+  arena_.lock_for_fork().reset_after_fork();
+  registry_lock_.reset_after_fork();
+  init_lock_.reset_after_fork();
+  // Only the forking thread survives: give the other threads' cached slots
+  // back to the heap instead of leaking them in every child.
+  ListNode* n = registry_.front();
+  while (n != nullptr) {
+    ListNode* next = n->next;
+    ThreadCache* tc = ThreadCache::from_node(n);
+    if (tc != t_cache) {
+      flush_all(tc);
+      registry_.remove(n);
+      spare_caches_.push_front(n);
+      --live_caches_;
+    }
+    n = next;
+  }
+}
+
+}  // namespace heapguard

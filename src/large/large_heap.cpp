@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+// LargeHeap implementation. Layout of a large block's mapping:
+//   [map_base ... user-8: header][user ... user+size][slack to page end]
+// with user = map_base + 16 for ordinary blocks, or the first suitably
+// aligned address past map_base + 16 for over-aligned ones.
+#include "large/large_heap.h"
+
+#include <cstring>
+
+#include "core/core.h"
+#include "ds/ds.h"
+
+namespace heapguard {
+namespace {
+
+constexpr size_t kLargeHeaderRoom = 16;
+
+void update_peak(std::atomic<size_t>& peak, size_t value) {
+  size_t old = peak.load(std::memory_order_relaxed);
+  while (value > old && !peak.compare_exchange_weak(old, value, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
+void LargeHeap::account_map(size_t bytes) {
+  update_peak(peak_mapped_, live_mapped_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
+}
+
+void LargeHeap::unmap(uintptr_t base, size_t size) {
+  pal::Pal::unmap(reinterpret_cast<void*>(base), size);
+  live_mapped_.fetch_sub(size, std::memory_order_relaxed);
+  unmapped_total_.fetch_add(size, std::memory_order_relaxed);
+}
+
+// Best fit among cached mappings no more than twice the need; a larger
+// fit is trimmed so a cached 16 MiB mapping does not pin RSS for a 1 MiB block.
+bool LargeHeap::take_cached(size_t need, CachedMapping* out) {
+  pal::LockGuard guard(cache_lock_);
+  size_t best = kCacheEntries;
+  for (size_t i = 0; i < cache_count_; ++i) {
+    if (cache_[i].size >= need && (best == kCacheEntries || cache_[i].size < cache_[best].size)) best = i;
+  }
+  if (best == kCacheEntries) return false;
+  *out = cache_[best];
+  cache_[best] = cache_[--cache_count_];
+  cache_bytes_ -= out->size;
+  return true;
+}
+
+void LargeHeap::put_cached(uintptr_t base, size_t size) {
+  CachedMapping evicted[kCacheEntries];
+  size_t n_evicted = 0;
+  if (size <= kCacheBytes / 2) {
+    pal::LockGuard guard(cache_lock_);
+    // Evict the oldest entries (front of the array) until the new one fits.
+    while (cache_count_ == kCacheEntries || cache_bytes_ + size > kCacheBytes) {
+      evicted[n_evicted++] = cache_[0];
+      cache_bytes_ -= cache_[0].size;
+      for (size_t i = 1; i < cache_count_; ++i) cache_[i - 1] = cache_[i];
+      --cache_count_;
+    }
+    cache_[cache_count_++] = {base, size};
+    cache_bytes_ += size;
+  } else {
+    evicted[n_evicted++] = {base, size};
+  }
+  for (size_t i = 0; i < n_evicted; ++i) unmap(evicted[i].base, evicted[i].size);
+}
+
+void* LargeHeap::allocate(size_t size, size_t align, bool zero, Origin origin) {
+  const size_t page = pal::Pal::page_size();
+  size_t lead = align <= kMinAlign ? kLargeHeaderRoom : (align < kLargeHeaderRoom ? kLargeHeaderRoom : align);
+  size_t need;
+  if (!checked_add(size, lead, &need) || !checked_align_up(need, page, &need) || need > (SIZE_MAX >> 2)) return nullptr;
+
+  uintptr_t base = 0;
+  size_t map_size = 0;
+  bool fresh = true;
+  CachedMapping cached;
+  if (align <= page && take_cached(need, &cached)) {
+    base = cached.base;
+    map_size = cached.size;
+    fresh = false;
+    if (map_size - need >= (size_t{64} << 10)) {
+      unmap(base + need, map_size - need);
+      map_size = need;
+    }
+  } else if (align <= page) {
+    void* m = pal::Pal::map(need);
+    if (m == nullptr) return nullptr;
+    base = reinterpret_cast<uintptr_t>(m);
+    map_size = need;
+    account_map(map_size);
+  } else {
+    // Over-map by the alignment, then give back the misaligned head and the tail.
+    size_t over;
+    if (!checked_add(need, align, &over)) return nullptr;
+    void* m = pal::Pal::map(over);
+    if (m == nullptr) return nullptr;
+    uintptr_t raw = reinterpret_cast<uintptr_t>(m);
+    uintptr_t user = align_up(raw + kLargeHeaderRoom, align);
+    base = align_down(user - kLargeHeaderRoom, page);
+    map_size = align_up(user + size, page) - base;
+    if (base > raw) pal::Pal::unmap(m, base - raw);
+    if (raw + over > base + map_size) pal::Pal::unmap(reinterpret_cast<void*>(base + map_size), raw + over - base - map_size);
+    account_map(map_size);
+  }
+
+  uintptr_t user = align <= kMinAlign ? base + kLargeHeaderRoom : align_up(base + kLargeHeaderRoom, align);
+  if (!table_.insert({user, base, map_size, size})) {
+    put_cached(base, map_size);
+    return nullptr;
+  }
+  update_peak(peak_blocks_, live_blocks_.fetch_add(1, std::memory_order_relaxed) + 1);
+  if (!fresh) {
+    if (zero) memset(reinterpret_cast<void*>(user), 0, size);
+  }
+  ChunkHeader h;
+  h.class_id = kLargeClass;
+  h.state = ChunkState::Allocated;
+  h.origin = origin;
+  HeaderCodec::store(user, HeaderCodec::pack(h, user - kHeaderSize));
+  return reinterpret_cast<void*>(user);
+}
+
+void LargeHeap::deallocate(uintptr_t user) {
+  LargeBlock b;
+  if (!table_.erase(user, &b)) return;
+  live_blocks_.fetch_sub(1, std::memory_order_relaxed);
+  ChunkHeader h;
+  h.class_id = kLargeClass;
+  h.state = ChunkState::Free;
+  HeaderCodec::store(user, HeaderCodec::pack(h, user - kHeaderSize));
+  put_cached(b.map_base, b.map_size);
+}
+
+void* LargeHeap::reallocate(uintptr_t user, size_t new_size) {
+  LargeBlock b;
+  if (!table_.find(user, &b)) return nullptr;
+  const size_t page = pal::Pal::page_size();
+  size_t offset = user - b.map_base;
+  size_t need;
+  if (!checked_add(new_size, offset, &need) || !checked_align_up(need, page, &need) || need > (SIZE_MAX >> 2)) return nullptr;
+  if (need == b.map_size) {
+    table_.update_requested(user, new_size);
+    return reinterpret_cast<void*>(user);
+  }
+  if (need < b.map_size) {
+    // Shrinking gives the tail pages back at once.
+    unmap(b.map_base + need, b.map_size - need);
+    table_.erase(user, &b);
+    b.map_size = need;
+    b.requested = new_size;
+    table_.insert(b);
+    return reinterpret_cast<void*>(user);
+  }
+  void* moved = pal::Pal::remap(reinterpret_cast<void*>(b.map_base), b.map_size, need);
+  if (moved == nullptr) return nullptr;
+  LargeBlock old;
+  table_.erase(user, &old);
+  account_map(need - b.map_size);
+  b.map_base = reinterpret_cast<uintptr_t>(moved);
+  b.map_size = need;
+  b.user = b.map_base + offset;
+  b.requested = new_size;
+  if (!table_.insert(b)) {
+    // The table cannot grow: the block stays valid only if it stays known.
+    MessageBuilder detail;
+    detail.str("large-block table could not grow while moving a block");
+    report_fatal(ErrorKind::MetadataCorruption, b.user, detail);
+  }
+  // The header moved with the pages, but its checksum covers its address.
+  ChunkHeader h;
+  HeaderCodec::unpack(HeaderCodec::load(user), user - kHeaderSize, &h);
+  HeaderCodec::store(b.user, HeaderCodec::pack(h, b.user - kHeaderSize));
+  return reinterpret_cast<void*>(b.user);
+}
+
+size_t LargeHeap::release_cache() {
+  CachedMapping all[kCacheEntries];
+  size_t n;
+  {
+    pal::LockGuard guard(cache_lock_);
+    n = cache_count_;
+    for (size_t i = 0; i < n; ++i) all[i] = cache_[i];
+    cache_count_ = 0;
+    cache_bytes_ = 0;
+  }
+  size_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    unmap(all[i].base, all[i].size);
+    total += all[i].size;
+  }
+  return total;
+}
+
+LargeStats LargeHeap::stats() {
+  LargeStats s;
+  {
+    pal::LockGuard guard(cache_lock_);
+    s.cached_bytes = cache_bytes_;
+  }
+  s.blocks = live_blocks_.load(std::memory_order_relaxed);
+  s.live_mapped_bytes = live_mapped_.load(std::memory_order_relaxed) - s.cached_bytes;
+  s.peak_blocks = peak_blocks_.load(std::memory_order_relaxed);
+  s.peak_mapped_bytes = peak_mapped_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void LargeHeap::lock_all() {
+  cache_lock_.lock();
+  table_.lock_all();
+}
+
+void LargeHeap::unlock_all() {
+  table_.unlock_all();
+  cache_lock_.unlock();
+}
+
+void LargeHeap::reset_locks_after_fork() {
+  table_.reset_locks_after_fork();
+  cache_lock_.reset_after_fork();
+}
+
+}  // namespace heapguard

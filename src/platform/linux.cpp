@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: Apache-2.0
+// All Linux-specific code: syscalls, environment, auxv, futexes, pthread
+// hooks. Nothing here calls malloc; errno is preserved across every call.
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "platform/platform.h"
+
+extern char** environ;
+
+namespace heapguard::pal {
+
+ScopedErrno::ScopedErrno() : saved_(errno) {}
+ScopedErrno::~ScopedErrno() { errno = saved_; }
+void set_errno(int value) { errno = value; }
+int get_errno() { return errno; }
+
+void* Linux::reserve(size_t n) {
+  ScopedErrno keep;
+  void* p = mmap(nullptr, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+bool Linux::commit(void* p, size_t n) {
+  ScopedErrno keep;
+  return mprotect(p, n, PROT_READ | PROT_WRITE) == 0;
+}
+
+void* Linux::map(size_t n) {
+  ScopedErrno keep;
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void Linux::unmap(void* p, size_t n) {
+  ScopedErrno keep;
+  munmap(p, n);
+}
+
+void Linux::purge(void* p, size_t n) {
+  ScopedErrno keep;
+  // MADV_DONTNEED, not MADV_FREE: the pages must read back as zero (calloc
+  // relies on it) and RSS must drop now, not under memory pressure.
+  madvise(p, n, MADV_DONTNEED);
+}
+
+void* Linux::remap(void* p, size_t old_size, size_t new_size) {
+  ScopedErrno keep;
+  void* q = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+  return q == MAP_FAILED ? nullptr : q;
+}
+
+void Linux::set_read_only(void* p, size_t n, bool read_only) {
+  ScopedErrno keep;
+  mprotect(p, n, read_only ? PROT_READ : PROT_READ | PROT_WRITE);
+}
+
+void Linux::name_region(void* p, size_t n, const char* name) {
+  ScopedErrno keep;
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+  // Fails harmlessly on kernels without CONFIG_ANON_VMA_NAME.
+  prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), n, reinterpret_cast<unsigned long>(name));
+}
+
+uint64_t Linux::entropy64() {
+  ScopedErrno keep;
+  uint64_t value = 0;
+  if (getrandom(&value, sizeof value, GRND_NONBLOCK) == sizeof value) return value;
+  // No getrandom (seccomp, very old kernel): mix what varies per process.
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t x = uint64_t(ts.tv_nsec) ^ (uint64_t(ts.tv_sec) << 32) ^ reinterpret_cast<uintptr_t>(&value) ^
+               (uint64_t(getpid()) << 16) ^ getauxval(AT_RANDOM);
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+uint32_t Linux::thread_id() { return uint32_t(syscall(SYS_gettid)); }
+
+int Linux::process_id() { return int(syscall(SYS_getpid)); }
+
+void Linux::write_all(int fd, const char* s, size_t n) {
+  ScopedErrno keep;
+  while (n > 0) {
+    ssize_t w = write(fd, s, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    s += w;
+    n -= size_t(w);
+  }
+}
+
+const char* Linux::env_lookup(const char* name) {
+  if (environ == nullptr) return nullptr;
+  size_t len = strlen(name);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
+  }
+  return nullptr;
+}
+
+bool Linux::is_secure() { return getauxval(AT_SECURE) != 0; }
+
+size_t Linux::page_size() { return 4096; }
+
+void Linux::futex_wait(uint32_t* word, uint32_t expected) {
+  ScopedErrno keep;
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+void Linux::futex_wake_one(uint32_t* word) {
+  ScopedErrno keep;
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+void Linux::abort_process() {
+  // abort() raises SIGABRT without flushing stdio (glibc >= 2.27), so it
+  // cannot re-enter the allocator through a stdio buffer.
+  abort();
+}
+
+bool Linux::create_thread_key(ThreadKeyDestructor dtor, unsigned* key) {
+  ScopedErrno keep;
+  pthread_key_t k;
+  if (pthread_key_create(&k, dtor) != 0) return false;
+  *key = k;
+  return true;
+}
+
+void Linux::set_thread_key(unsigned key, void* value) {
+  ScopedErrno keep;
+  pthread_setspecific(pthread_key_t(key), value);
+}
+
+void Linux::register_atfork(AtforkFn prepare, AtforkFn parent, AtforkFn child) {
+  ScopedErrno keep;
+  pthread_atfork(prepare, parent, child);
+}
+
+void Linux::write_stream(void* stream, const char* s, size_t n) {
+  ScopedErrno keep;
+  fwrite(s, 1, n, static_cast<FILE*>(stream));
+}
+
+static_assert(kThreadKeyRounds == PTHREAD_DESTRUCTOR_ITERATIONS);
+
+void Lock::lock_slow() {
+  // Spin briefly: critical sections are a few hundred nanoseconds, shorter
+  // than a futex round trip.
+  for (int i = 0; i < 64; ++i) {
+    uint32_t expected = kUnlocked;
+    if (state_.load(std::memory_order_relaxed) == kUnlocked &&
+        state_.compare_exchange_weak(expected, kLocked, std::memory_order_acquire))
+      return;
+    __builtin_ia32_pause();
+  }
+  uint32_t c = state_.exchange(kContended, std::memory_order_acquire);
+  while (c != kUnlocked) {
+    Linux::futex_wait(reinterpret_cast<uint32_t*>(&state_), kContended);
+    c = state_.exchange(kContended, std::memory_order_acquire);
+  }
+}
+
+void Lock::wake_one() { Linux::futex_wake_one(reinterpret_cast<uint32_t*>(&state_)); }
+
+}  // namespace heapguard::pal

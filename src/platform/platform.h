@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+// platform: the only layer that makes system calls or uses libc. Everything
+// above talks to the OS through heapguard::pal, whose contract is the IsPal
+// concept below; src/platform/linux.cpp is the one implementation.
+// Contract for every function: never calls malloc, is safe before the
+// allocator is initialised, and preserves errno (callers decide what errno the
+// program sees).
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+#include "platform/lock.h"
+
+namespace heapguard::pal {
+
+using AtforkFn = void (*)();
+// Rounds of thread-key destructors at thread exit (PTHREAD_DESTRUCTOR_ITERATIONS).
+inline constexpr unsigned kThreadKeyRounds = 4;
+using ThreadKeyDestructor = void (*)(void*);
+
+template <typename P>
+concept IsPal = requires(void* p, size_t n, const char* s, int fd, void (*dtor)(void*)) {
+  // Address space: reserve inaccessible, then commit read-write on demand.
+  { P::reserve(n) } -> std::same_as<void*>;          // nullptr on failure
+  { P::commit(p, n) } -> std::same_as<bool>;
+  { P::map(n) } -> std::same_as<void*>;              // read-write, zeroed; nullptr on failure
+  { P::unmap(p, n) } -> std::same_as<void>;
+  { P::purge(p, n) } -> std::same_as<void>;          // contents become zero, memory returned
+  { P::remap(p, n, n) } -> std::same_as<void*>;      // may move; nullptr on failure
+  { P::name_region(p, n, s) } -> std::same_as<void>;
+  { P::entropy64() } -> std::same_as<uint64_t>;
+  { P::thread_id() } -> std::same_as<uint32_t>;
+  { P::process_id() } -> std::same_as<int>;
+  { P::write_all(fd, s, n) } -> std::same_as<void>;
+  { P::env_lookup(s) } -> std::same_as<const char*>;
+  { P::is_secure() } -> std::same_as<bool>;
+  { P::page_size() } -> std::same_as<size_t>;
+};
+
+struct Linux {
+  // Reserves n bytes of address space that fault on access. Does not count
+  // against the commit limit, so large reservations are cheap.
+  static void* reserve(size_t n);
+  // Makes [p, p+n) of a reservation readable and writable (zero-filled).
+  static bool commit(void* p, size_t n);
+  static void* map(size_t n);
+  static void unmap(void* p, size_t n);
+  static void purge(void* p, size_t n);
+  static void* remap(void* p, size_t old_size, size_t new_size);
+  // Page-granular protection switch for sealed data (the Options page).
+  static void set_read_only(void* p, size_t n, bool read_only);
+  // Names an anonymous mapping in /proc/PID/maps where the kernel allows it.
+  static void name_region(void* p, size_t n, const char* name);
+  // From getrandom(); falls back to a mix of clocks and addresses only where
+  // the syscall is unavailable (seccomp sandboxes), never blocking.
+  static uint64_t entropy64();
+  static uint32_t thread_id();
+  static int process_id();
+  static void write_all(int fd, const char* s, size_t n);
+  // Walks environ: getenv is not guaranteed malloc-free or ready during preload.
+  static const char* env_lookup(const char* name);
+  // True in setuid/setgid and other AT_SECURE processes.
+  static bool is_secure();
+  static size_t page_size();
+  static void futex_wait(uint32_t* word, uint32_t expected);
+  static void futex_wake_one(uint32_t* word);
+  [[noreturn]] static void abort_process();
+  // Thread-exit hook (pthread key) and fork hooks. register_atfork may
+  // allocate, so it is called only once the allocator is ready.
+  static bool create_thread_key(ThreadKeyDestructor dtor, unsigned* key);
+  static void set_thread_key(unsigned key, void* value);
+  static void register_atfork(AtforkFn prepare, AtforkFn parent, AtforkFn child);
+  // Writes to a stdio stream (malloc_info's FILE*), opaque above this layer.
+  static void write_stream(void* stream, const char* s, size_t n);
+};
+
+static_assert(IsPal<Linux>);
+using Pal = Linux;
+
+// Saves errno on construction and restores it on destruction: free() and
+// internal bookkeeping must not change what the program sees in errno.
+class ScopedErrno {
+ public:
+  ScopedErrno();
+  ~ScopedErrno();
+  ScopedErrno(const ScopedErrno&) = delete;
+  ScopedErrno& operator=(const ScopedErrno&) = delete;
+
+ private:
+  int saved_;
+};
+
+void set_errno(int value);
+int get_errno();
+
+}  // namespace heapguard::pal
