@@ -33,6 +33,13 @@ MessageBuilder& describe_region(MessageBuilder& m, uintptr_t p, uintptr_t start,
   report_fatal(ErrorKind::DoubleFree, p, m);
 }
 
+[[noreturn]] HEAPGUARD_COLD void report_purged_double_free(uintptr_t p, ApiCall call) {
+  MessageBuilder m;
+  m.hex(p).str(" is the start of a block that was already freed (its memory has since been returned to the OS)\n")
+      .str("the pointer was passed to ").str(call_name(call)).str("()");
+  report_fatal(ErrorKind::DoubleFree, p, m);
+}
+
 [[noreturn]] HEAPGUARD_COLD void report_invalid(uintptr_t p, const char* what, ApiCall call) {
   MessageBuilder m;
   m.hex(p).ch(' ').str(what).str("\nthe pointer was passed to ").str(call_name(call)).str("()");
@@ -61,11 +68,14 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
     ChunkHeader h;
     if (slabs_.is_block_start(p, c)) {
       uint64_t word = HeaderCodec::load(p);
-      bool intact = HeaderCodec::unpack(word, p - kHeaderSize, &h);
+      bool intact = g_header_codec.unpack(word, p - kHeaderSize, &h);
       if (!report && !(intact && h.state == ChunkState::Allocated && h.class_id == c && !h.aligned_alias)) return false;
-      // A slot whose header was never written (fresh or purged slab) reads as zero.
-      if (word == 0 || (intact && h.state == ChunkState::Unused))
-        report_invalid(p, "is a heapguard slot that is not allocated", call);
+      // A zero header: the slot was never written, or its slab was purged
+      // after the block was freed. The slab's high-water mark tells which.
+      if (word == 0 || (intact && h.state == ChunkState::Unused)) {
+        if (slabs_.slot_was_used(p, c)) report_purged_double_free(p, call);
+        report_invalid(p, "is a heapguard slot that was never allocated", call);
+      }
       if (!intact || h.class_id != c || h.aligned_alias) report_bad_header(p, p - kHeaderSize);
       if (h.state != ChunkState::Allocated) report_double_free(p, p, sc.usable - h.unused_bytes, call);
       *out = {p, p, c, h, sc.usable, sc.usable - h.unused_bytes};
@@ -74,9 +84,9 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
     uintptr_t block = slabs_.block_containing(p, c);
     if (block != 0 && p > block && p < block + sc.usable && (p & (kMinAlign - 1)) == 0) {
       ChunkHeader alias;
-      if (HeaderCodec::unpack(HeaderCodec::load(p), p - kHeaderSize, &alias) && alias.aligned_alias &&
+      if (g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &alias) && alias.aligned_alias &&
           alias.class_id == c && block + uintptr_t(alias.alias_offset16) * 16 == p) {
-        bool intact = HeaderCodec::unpack(HeaderCodec::load(block), block - kHeaderSize, &h);
+        bool intact = g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, &h);
         size_t usable = block + sc.usable - p;
         if (!report && !(intact && h.state == ChunkState::Allocated && alias.state == ChunkState::Allocated)) return false;
         if (!intact || h.class_id != c) report_bad_header(block, block - kHeaderSize);
@@ -89,7 +99,7 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
     if (!report) return false;
     if (block != 0) {
       ChunkHeader owner;
-      if (HeaderCodec::unpack(HeaderCodec::load(block), block - kHeaderSize, &owner) &&
+      if (g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, &owner) &&
           owner.state == ChunkState::Allocated && !owner.aligned_alias)
         report_interior(p, block, sc.usable - owner.unused_bytes, call);
       report_invalid(p, "points into a heapguard slot that is not allocated", call);
@@ -99,7 +109,7 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
   LargeBlock b;
   if (large_.lookup(p, &b)) {
     ChunkHeader h;
-    bool intact = HeaderCodec::unpack(HeaderCodec::load(p), p - kHeaderSize, &h);
+    bool intact = g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &h);
     if (!intact || h.class_id != kLargeClass || h.state != ChunkState::Allocated) {
       if (!report) return false;
       report_bad_header(p, p - kHeaderSize);
@@ -158,12 +168,12 @@ void* Allocator::allocate_small_uncached(unsigned c, size_t n, Origin origin) {
 void Allocator::mark_free(const ResolvedBlock& r) {
   ChunkHeader h = r.header;
   h.state = ChunkState::Free;
-  HeaderCodec::store(r.block, HeaderCodec::pack(h, r.block - kHeaderSize));
+  HeaderCodec::store(r.block, g_header_codec.pack(h, r.block - kHeaderSize));
   if (r.user != r.block) {
     ChunkHeader alias;
-    if (HeaderCodec::unpack(HeaderCodec::load(r.user), r.user - kHeaderSize, &alias)) {
+    if (g_header_codec.unpack(HeaderCodec::load(r.user), r.user - kHeaderSize, &alias)) {
       alias.state = ChunkState::Free;
-      HeaderCodec::store(r.user, HeaderCodec::pack(alias, r.user - kHeaderSize));
+      HeaderCodec::store(r.user, g_header_codec.pack(alias, r.user - kHeaderSize));
     }
   }
 }
@@ -249,7 +259,7 @@ void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
       alias.aligned_alias = true;
       alias.unused_bytes = uint32_t(usable - n);
       alias.alias_offset16 = uint32_t((p - block) / 16);
-      HeaderCodec::store(p, HeaderCodec::pack(alias, p - kHeaderSize));
+      HeaderCodec::store(p, g_header_codec.pack(alias, p - kHeaderSize));
     }
     return reinterpret_cast<void*>(p);
   }
@@ -273,7 +283,7 @@ void* Allocator::reallocate(void* ptr, size_t n) {
     if (r.user == r.block && n <= kMaxSmallSize && size_to_class(n) == r.class_id) {
       ChunkHeader h = r.header;
       h.unused_bytes = uint32_t(r.usable - n);
-      HeaderCodec::store(p, HeaderCodec::pack(h, p - kHeaderSize));
+      HeaderCodec::store(p, g_header_codec.pack(h, p - kHeaderSize));
       return ptr;
     }
   } else if (n > kMaxSmallSize) {

@@ -90,10 +90,10 @@ class Allocator {
       Bin& bin = t_cache->bins[c];
       ChunkHeader h;
       if (HEAPGUARD_LIKELY(bin.count < bin.cap && slabs_.is_block_start(p, c) &&
-                           HeaderCodec::unpack(HeaderCodec::load(p), p - kHeaderSize, &h) &&
+                           g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &h) &&
                            h.state == ChunkState::Allocated && !h.aligned_alias && h.class_id == c)) {
         h.state = ChunkState::Free;
-        HeaderCodec::store(p, HeaderCodec::pack(h, p - kHeaderSize));
+        HeaderCodec::store(p, g_header_codec.pack(h, p - kHeaderSize));
         bin.slots[bin.count++] = ptr;
         return;
       }
@@ -141,7 +141,7 @@ class Allocator {
     h.state = ChunkState::Allocated;
     h.origin = origin;
     h.unused_bytes = uint32_t(unused);
-    HeaderCodec::store(p, HeaderCodec::pack(h, p - kHeaderSize));
+    HeaderCodec::store(p, g_header_codec.pack(h, p - kHeaderSize));
   }
 
   bool init_slow();

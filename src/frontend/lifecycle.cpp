@@ -17,6 +17,7 @@ constinit thread_local ThreadCache* t_cache = &g_unset_cache;
 // calloc, and that nested call must not try to build a second cache.
 constinit thread_local bool t_in_cache_setup = false;
 constinit Allocator g_allocator;
+constinit HeaderCodec g_header_codec{0};
 
 namespace {
 
@@ -47,7 +48,7 @@ bool Allocator::init_slow() {
     pal::LockGuard guard(init_lock_);
     if (state_.load(std::memory_order_acquire) != kReady) {
       init_options();
-      HeaderCodec::set_key(pal::Pal::entropy64());
+      g_header_codec.set_key(pal::Pal::entropy64());
       if (!slabs_.init()) {
         if (!g_init_failed_reported) {
           g_init_failed_reported = true;

@@ -33,19 +33,55 @@ void LargeHeap::unmap(uintptr_t base, size_t size) {
   unmapped_total_.fetch_add(size, std::memory_order_relaxed);
 }
 
-// Best fit among cached mappings no more than twice the need; a larger
-// fit is trimmed so a cached 16 MiB mapping does not pin RSS for a 1 MiB block.
+// Reuse keeps pages that are already resident, which is what makes a cache
+// worth having: page faults, not syscalls, dominate the cost of fresh big
+// blocks. The smallest cached mapping that fits is taken whole; if none
+// fits, the largest is grown with mremap, so only its new tail faults in.
 bool LargeHeap::take_cached(size_t need, CachedMapping* out) {
-  pal::LockGuard guard(cache_lock_);
-  size_t best = kCacheEntries;
-  for (size_t i = 0; i < cache_count_; ++i) {
-    if (cache_[i].size >= need && (best == kCacheEntries || cache_[i].size < cache_[best].size)) best = i;
+  CachedMapping grown;
+  {
+    pal::LockGuard guard(cache_lock_);
+    if (cache_count_ == 0) return false;
+    size_t best = kCacheEntries, largest = 0;
+    for (size_t i = 0; i < cache_count_; ++i) {
+      if (cache_[i].size >= need && (best == kCacheEntries || cache_[i].size < cache_[best].size)) best = i;
+      if (cache_[i].size > cache_[largest].size) largest = i;
+    }
+    size_t pick = best != kCacheEntries ? best : largest;
+    *out = cache_[pick];
+    cache_bytes_ -= out->size;
+    for (size_t i = pick + 1; i < cache_count_; ++i) cache_[i - 1] = cache_[i];
+    --cache_count_;
+    if (best != kCacheEntries) return true;
+    grown = *out;
   }
-  if (best == kCacheEntries) return false;
-  *out = cache_[best];
-  cache_[best] = cache_[--cache_count_];
-  cache_bytes_ -= out->size;
+  void* moved = pal::Pal::remap(reinterpret_cast<void*>(grown.base), grown.size, need);
+  if (moved == nullptr) {
+    unmap(grown.base, grown.size);
+    return false;
+  }
+  account_map(need - grown.size);
+  *out = {reinterpret_cast<uintptr_t>(moved), need};
   return true;
+}
+
+// A block may sit in a mapping bigger than it needs (reused whole, or
+// shrunk by realloc). That slack is resident memory the program does not
+// use, so it shares one budget with the cache; past it, tails are unmapped.
+size_t LargeHeap::fit_slack(uintptr_t base, size_t map_size, size_t need) {
+  size_t slack = map_size - need;
+  if (slack == 0) return map_size;
+  size_t total = slack_bytes_.load(std::memory_order_relaxed);
+  if (total + slack > kCacheBytes) {
+    unmap(base + need, slack);
+    return need;
+  }
+  slack_bytes_.fetch_add(slack, std::memory_order_relaxed);
+  return map_size;
+}
+
+size_t LargeHeap::slack_of(const LargeBlock& b) {
+  return b.map_size - align_up(b.user - b.map_base + b.requested, pal::Pal::page_size());
 }
 
 void LargeHeap::put_cached(uintptr_t base, size_t size) {
@@ -80,12 +116,8 @@ void* LargeHeap::allocate(size_t size, size_t align, bool zero, Origin origin) {
   CachedMapping cached;
   if (align <= page && take_cached(need, &cached)) {
     base = cached.base;
-    map_size = cached.size;
+    map_size = fit_slack(cached.base, cached.size, need);
     fresh = false;
-    if (map_size - need >= (size_t{64} << 10)) {
-      unmap(base + need, map_size - need);
-      map_size = need;
-    }
   } else if (align <= page) {
     void* m = pal::Pal::map(need);
     if (m == nullptr) return nullptr;
@@ -120,7 +152,7 @@ void* LargeHeap::allocate(size_t size, size_t align, bool zero, Origin origin) {
   h.class_id = kLargeClass;
   h.state = ChunkState::Allocated;
   h.origin = origin;
-  HeaderCodec::store(user, HeaderCodec::pack(h, user - kHeaderSize));
+  HeaderCodec::store(user, g_header_codec.pack(h, user - kHeaderSize));
   return reinterpret_cast<void*>(user);
 }
 
@@ -128,10 +160,11 @@ void LargeHeap::deallocate(uintptr_t user) {
   LargeBlock b;
   if (!table_.erase(user, &b)) return;
   live_blocks_.fetch_sub(1, std::memory_order_relaxed);
+  slack_bytes_.fetch_sub(slack_of(b), std::memory_order_relaxed);
   ChunkHeader h;
   h.class_id = kLargeClass;
   h.state = ChunkState::Free;
-  HeaderCodec::store(user, HeaderCodec::pack(h, user - kHeaderSize));
+  HeaderCodec::store(user, g_header_codec.pack(h, user - kHeaderSize));
   put_cached(b.map_base, b.map_size);
 }
 
@@ -142,21 +175,24 @@ void* LargeHeap::reallocate(uintptr_t user, size_t new_size) {
   size_t offset = user - b.map_base;
   size_t need;
   if (!checked_add(new_size, offset, &need) || !checked_align_up(need, page, &need) || need > (SIZE_MAX >> 2)) return nullptr;
-  if (need == b.map_size) {
-    table_.update_requested(user, new_size);
-    return reinterpret_cast<void*>(user);
-  }
-  if (need < b.map_size) {
-    // Shrinking gives the tail pages back at once.
-    unmap(b.map_base + need, b.map_size - need);
-    table_.erase(user, &b);
-    b.map_size = need;
-    b.requested = new_size;
-    table_.insert(b);
+  if (need <= b.map_size) {
+    // Fits the mapping: keep it (slack budget permitting), no copy, no syscall.
+    size_t old_slack = slack_of(b);
+    slack_bytes_.fetch_sub(old_slack, std::memory_order_relaxed);
+    size_t kept = fit_slack(b.map_base, b.map_size, need);
+    if (kept != b.map_size) {
+      table_.erase(user, &b);
+      b.map_size = kept;
+      b.requested = new_size;
+      table_.insert(b);
+    } else {
+      table_.update_requested(user, new_size);
+    }
     return reinterpret_cast<void*>(user);
   }
   void* moved = pal::Pal::remap(reinterpret_cast<void*>(b.map_base), b.map_size, need);
   if (moved == nullptr) return nullptr;
+  slack_bytes_.fetch_sub(slack_of(b), std::memory_order_relaxed);
   LargeBlock old;
   table_.erase(user, &old);
   account_map(need - b.map_size);
@@ -170,10 +206,15 @@ void* LargeHeap::reallocate(uintptr_t user, size_t new_size) {
     detail.str("large-block table could not grow while moving a block");
     report_fatal(ErrorKind::MetadataCorruption, b.user, detail);
   }
-  // The header moved with the pages, but its checksum covers its address.
+  // The header moved with the pages, but its checksum covers its old
+  // address: verify it there, then re-key it to the new one.
   ChunkHeader h;
-  HeaderCodec::unpack(HeaderCodec::load(user), user - kHeaderSize, &h);
-  HeaderCodec::store(b.user, HeaderCodec::pack(h, b.user - kHeaderSize));
+  if (!g_header_codec.unpack(HeaderCodec::load(b.user), user - kHeaderSize, &h)) {
+    MessageBuilder detail;
+    detail.str("chunk header of a large block failed its integrity check while the block was moved by realloc");
+    report_fatal(ErrorKind::MetadataCorruption, b.user, detail);
+  }
+  HeaderCodec::store(b.user, g_header_codec.pack(h, b.user - kHeaderSize));
   return reinterpret_cast<void*>(b.user);
 }
 
@@ -206,6 +247,11 @@ LargeStats LargeHeap::stats() {
   s.peak_blocks = peak_blocks_.load(std::memory_order_relaxed);
   s.peak_mapped_bytes = peak_mapped_.load(std::memory_order_relaxed);
   return s;
+}
+
+void LargeHeap::unmap_for_testing() {
+  release_cache();
+  table_.unmap_for_testing();
 }
 
 void LargeHeap::lock_all() {

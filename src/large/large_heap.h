@@ -54,6 +54,8 @@ class LargeHeap {
   void lock_all();
   void unlock_all();
   void reset_locks_after_fork();
+  // Unmaps the cache and the table; every block must have been freed.
+  void unmap_for_testing();
 
  private:
   struct CachedMapping {
@@ -67,6 +69,8 @@ class LargeHeap {
   void put_cached(uintptr_t base, size_t size);
   void unmap(uintptr_t base, size_t size);
   void account_map(size_t bytes);
+  size_t fit_slack(uintptr_t base, size_t map_size, size_t need);
+  static size_t slack_of(const LargeBlock& b);
 
   RegionTable table_;
   pal::Lock cache_lock_;
@@ -78,6 +82,7 @@ class LargeHeap {
   std::atomic<size_t> live_blocks_{0};
   std::atomic<size_t> peak_blocks_{0};
   std::atomic<uint64_t> unmapped_total_{0};
+  std::atomic<size_t> slack_bytes_{0};
 };
 
 }  // namespace heapguard

@@ -95,6 +95,15 @@ size_t RegionTable::count() {
   return total;
 }
 
+void RegionTable::unmap_for_testing() {
+  for (Shard& s : shards_) {
+    if (s.slots != nullptr) pal::Pal::unmap(s.slots, align_up(s.capacity * sizeof(LargeBlock), pal::Pal::page_size()));
+    s.slots = nullptr;
+    s.capacity = 0;
+    s.used = 0;
+  }
+}
+
 void RegionTable::lock_all() {
   for (Shard& s : shards_) s.lock.lock();
 }

@@ -34,6 +34,7 @@ class RegionTable {
   void lock_all();
   void unlock_all();
   void reset_locks_after_fork();
+  void unmap_for_testing();
 
  private:
   static constexpr unsigned kShardBits = 4;

@@ -38,10 +38,11 @@ inline constexpr uint32_t kMaxAliasOffset16 = (1u << 16) - 1;
 
 class HeaderCodec {
  public:
+  constexpr explicit HeaderCodec(uint64_t key) : key_(key) {}
   // Called once at init with fresh entropy, before the first header exists.
-  static void set_key(uint64_t key) { key_ = key; }
+  void set_key(uint64_t key) { key_ = key; }
 
-  HEAPGUARD_FAST_PATH static uint64_t pack(const ChunkHeader& h, uintptr_t header_address) {
+  HEAPGUARD_FAST_PATH uint64_t pack(const ChunkHeader& h, uintptr_t header_address) const {
     uint64_t bits = (uint64_t(h.class_id) << 16) | (uint64_t(h.state) << 22) | (uint64_t(h.origin) << 24) |
                     (uint64_t(h.aligned_alias) << 26) | (uint64_t(h.unused_bytes) << 27) |
                     (uint64_t(h.alias_offset16) << 47);
@@ -50,7 +51,7 @@ class HeaderCodec {
 
   // False if the checksum does not match: the header was corrupted, forged,
   // or the pointer is not a block start.
-  HEAPGUARD_FAST_PATH static bool unpack(uint64_t word, uintptr_t header_address, ChunkHeader* out) {
+  HEAPGUARD_FAST_PATH bool unpack(uint64_t word, uintptr_t header_address, ChunkHeader* out) const {
     uint64_t bits = word & ~uint64_t{0xffff};
     if (HEAPGUARD_UNLIKELY((word & 0xffff) != checksum(bits, header_address))) return false;
     out->class_id = unsigned(bits >> 16) & 63;
@@ -66,14 +67,18 @@ class HeaderCodec {
   HEAPGUARD_FAST_PATH static void store(uintptr_t user, uint64_t word) { *reinterpret_cast<volatile uint64_t*>(user - 8) = word; }
 
  private:
-  HEAPGUARD_FAST_PATH static uint64_t checksum(uint64_t bits, uintptr_t address) {
+  HEAPGUARD_FAST_PATH uint64_t checksum(uint64_t bits, uintptr_t address) const {
     uint64_t x = (bits ^ key_) + (address * 0x9E3779B97F4A7C15ULL);
     x ^= x >> 31;
     x *= 0xD6E8FEB86659FD93ULL;
     return x >> 48;
   }
 
-  static constinit inline uint64_t key_ = 0;
+  uint64_t key_;
 };
+
+// The process's codec, keyed at init. A global rather than a member of the
+// allocator so the inline fast paths reach it with one load.
+extern constinit HeaderCodec g_header_codec;
 
 }  // namespace heapguard

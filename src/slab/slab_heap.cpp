@@ -42,6 +42,8 @@ bool SlabHeap::init() {
     }
     base_ = reinterpret_cast<uintptr_t>(heap);
     span_ = span;
+    meta_base_ = reinterpret_cast<uintptr_t>(meta);
+    meta_total_ = meta_total;
     region_shift_ = shift;
     uintptr_t m = reinterpret_cast<uintptr_t>(meta);
     for (unsigned c = 1; c < kNumClasses; ++c) {
@@ -63,6 +65,14 @@ uintptr_t SlabHeap::block_containing(uintptr_t p, unsigned c) const {
   size_t k = slot_index(sc, in_slab - kSlabLeadIn);
   if (k >= sc.slots) return 0;
   return p - in_slab + kSlabLeadIn + kHeaderSize + k * sc.slot_size;
+}
+
+bool SlabHeap::slot_was_used(uintptr_t p, unsigned c) const {
+  const SizeClass& sc = kSizeClasses[c];
+  uintptr_t off = p - region_base(c);
+  const SlabMeta& m = meta(c, uint32_t(off >> sc.slab_shift));
+  size_t k = slot_index(sc, (off & ((uintptr_t{1} << sc.slab_shift) - 1)) - kSlabLeadIn - kHeaderSize);
+  return k < __atomic_load_n(&m.high_water, __ATOMIC_RELAXED);
 }
 
 void SlabHeap::push_front(unsigned c, uint8_t list, uint32_t index) {
@@ -115,6 +125,7 @@ bool SlabHeap::grow(unsigned c) {
     m.free_bits[w] = sc.slots >= lo + 64 ? ~uint64_t{0} : sc.slots > lo ? (uint64_t{1} << (sc.slots - lo)) - 1 : 0;
   }
   m.free_count = sc.slots;
+  m.high_water = 0;
   m.prev = m.next = 0;
   m.list = kFull;
   used_slabs_[c].store(used + 1, std::memory_order_release);
@@ -152,8 +163,10 @@ size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
         while (bits != 0 && n < want) {
           unsigned b = unsigned(__builtin_ctzll(bits));
           bits &= bits - 1;
-          out[n++] = reinterpret_cast<void*>(first + (w * 64 + b) * sc.slot_size);
+          size_t k = w * 64 + b;
+          out[n++] = reinterpret_cast<void*>(first + k * sc.slot_size);
           --m.free_count;
+          if (k >= m.high_water) __atomic_store_n(&m.high_water, uint16_t(k + 1), __ATOMIC_RELAXED);
         }
         m.free_bits[w] = bits;
       }
@@ -259,6 +272,13 @@ SlabClassStats SlabHeap::class_stats(unsigned c) {
   s.empty_slabs = central.lists[kEmpty].count;
   s.free_slots = s.backed_slabs * kSizeClasses[c].slots - s.slots_out;
   return s;
+}
+
+void SlabHeap::unmap_for_testing() {
+  pal::Pal::unmap(reinterpret_cast<void*>(base_), span_);
+  pal::Pal::unmap(reinterpret_cast<void*>(meta_base_), meta_total_);
+  base_ = 0;
+  span_ = 0;
 }
 
 void SlabHeap::lock_all() {

@@ -24,8 +24,9 @@ struct SlabMeta {
   uint32_t prev;                              // slab index + 1 within its list; 0 = none
   uint32_t next;
   uint16_t free_count;
+  uint16_t high_water;                        // slots [0, high_water) have been handed out at least once
   uint8_t list;                               // SlabList id, or kInFlight
-  uint8_t reserved[5];
+  uint8_t reserved[3];
 };
 static_assert(sizeof(SlabMeta) == 80);
 
@@ -73,6 +74,11 @@ class SlabHeap {
   // returned) to their slabs.
   void release(unsigned c, void* const* blocks, size_t n);
 
+  // Whether the slot starting at p was ever handed out: tells a double free
+  // of a block whose memory was purged from a pointer that never was a
+  // block. Same preconditions as is_block_start, which must be true.
+  bool slot_was_used(uintptr_t p, unsigned c) const;
+
   // Purges every empty slab (malloc_trim). Returns the bytes purged.
   size_t purge_all_empty();
 
@@ -83,6 +89,9 @@ class SlabHeap {
   void lock_all();
   void unlock_all();
   void reset_locks_after_fork();
+
+  // Gives the reservations back; the heap must not be used afterwards.
+  void unmap_for_testing();
 
  private:
   struct SlabList {
@@ -115,6 +124,8 @@ class SlabHeap {
   unsigned region_shift_ = 0;
   SlabMeta* meta_[kNumClasses] = {};
   size_t meta_reserved_[kNumClasses] = {};
+  uintptr_t meta_base_ = 0;
+  size_t meta_total_ = 0;
   std::atomic<uint32_t> used_slabs_[kNumClasses] = {};
   Central central_[kNumClasses];
   std::atomic<uint64_t> purged_total_{0};

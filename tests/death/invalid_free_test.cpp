@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+// invalid-free: pointers into the middle of a block, to the stack, to a
+// global, to a never-allocated slot of the arena, and through realloc and
+// malloc_usable_size, each reported with what the pointer is.
+#include <malloc.h>
+
+#include "death_test_util.h"
+
+namespace heapguard::test {
+
+char g_global[64];
+
+class InvalidFreeDeathTest : public DeathTestBase {};
+
+TEST_P(InvalidFreeDeathTest, InteriorPointer) {
+  size_t n = GetParam();
+  const char* expected = n <= 131072
+                             ? "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ is located 16 "
+                               "bytes inside of [0-9]+-byte region \\[0x[0-9a-f]+,0x[0-9a-f]+\\): not the start of "
+                               "the block\nthe pointer was passed to free\\(\\)\nSUMMARY: HeapGuard: invalid-free"
+                             : "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ was not "
+                               "allocated by heapguard";
+  EXPECT_DEATH(free(static_cast<char*>(opaque(malloc(n))) + 16), expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, InvalidFreeDeathTest, ::testing::ValuesIn(kDeathSizes));
+
+TEST(InvalidFreeKindsDeathTest, StackGlobalAndWildPointers) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  char local[32];
+  EXPECT_DEATH(free(opaque(local)), "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ was not allocated by heapguard");
+  EXPECT_DEATH(free(opaque(g_global)), "ERROR: HeapGuard: invalid-free");
+  EXPECT_DEATH(free(opaque(reinterpret_cast<void*>(0x1000))), "ERROR: HeapGuard: invalid-free on address 0x1000\n");
+}
+
+TEST(InvalidFreeKindsDeathTest, NeverAllocatedSlotInTheArena) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        // The slot after a fresh block of a rarely used class is in a used
+        // slab but has never been handed out.
+        char* p = static_cast<char*>(opaque(malloc(90000)));
+        free(p + 98320);
+      },
+      "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ is a heapguard slot that was never allocated");
+}
+
+TEST(InvalidFreeKindsDeathTest, ReallocAndUsableSizeValidateToo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  char local[32];
+  EXPECT_DEATH((void)opaque(realloc(opaque(local), 100)), "invalid-free on address .*\n.*\nthe pointer was passed to realloc\\(\\)");
+  EXPECT_DEATH((void)malloc_usable_size(opaque(local)), "invalid-free on address .*\n.*\nthe pointer was passed to malloc_usable_size\\(\\)");
+}
+
+}  // namespace heapguard::test
