@@ -145,6 +145,7 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
       pal::set_errno(ENOMEM);
       return nullptr;
     }
+    std::atomic_signal_fence(std::memory_order_release);
     bin.count = uint16_t(got);
   }
   uintptr_t p = reinterpret_cast<uintptr_t>(bin.slots[--bin.count]);
@@ -190,17 +191,22 @@ void Allocator::free_small(uintptr_t block, unsigned c) {
   }
   Bin& bin = tc->bins[c];
   if (bin.count == bin.cap) flush_bin(c, bin, bin.cap / 2);
-  bin.slots[bin.count++] = reinterpret_cast<void*>(block);
+  push_slot(bin, reinterpret_cast<void*>(block));
 }
 
-// Releases all but the newest `keep` slots. The bin is updated before the
-// slots go back, so a fork() in between can only leak them, never return
-// them twice (the child reclaims every other thread's bins).
+// Releases all but the newest `keep` slots. Every intermediate state of
+// the bin is one a fork() snapshot may see (see push_slot): the count drops
+// to zero before the kept slots move down, and is raised again only once
+// they are in place, so the child can leak slots but never return one twice.
+// The released slots leave under the class lock, which fork() waits for.
 void Allocator::flush_bin(unsigned c, Bin& bin, size_t keep) {
   void* out[kMaxCacheCap];
   size_t n = bin.count - keep;
   memcpy(out, bin.slots, n * sizeof(void*));
+  bin.count = 0;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
   memmove(bin.slots, bin.slots + n, keep * sizeof(void*));
+  std::atomic_signal_fence(std::memory_order_seq_cst);
   bin.count = uint16_t(keep);
   slabs_.release(c, out, n);
 }
@@ -293,7 +299,10 @@ void* Allocator::reallocate(void* ptr, size_t n) {
   }
   void* q = allocate(n, Origin::Malloc);
   if (q == nullptr) return nullptr;
-  memcpy(q, ptr, r.requested < n ? r.requested : n);
+  // Every byte malloc_usable_size() reported is the program's to use, and
+  // programs do (Redis grows strings into it): keep all of them, not just
+  // the requested size.
+  memcpy(q, ptr, r.usable < n ? r.usable : n);
   if (r.class_id == kLargeClass) {
     large_.deallocate(r.block);
   } else {

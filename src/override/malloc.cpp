@@ -53,28 +53,28 @@ HEAPGUARD_EXPORT void free_aligned_sized(void* p, size_t, size_t) noexcept { g_a
 
 HEAPGUARD_EXPORT int malloc_trim(size_t) noexcept { return g_allocator.trim() != 0 ? 1 : 0; }
 
+// Return values follow glibc 2.36's __libc_mallopt, not the man page:
+// unknown parameters are ignored and report success.
 HEAPGUARD_EXPORT int mallopt(int param, int value) noexcept {
   switch (param) {
     case M_TRIM_THRESHOLD:
       // glibc's threshold is the free memory kept before trimming; ours is
-      // kept per size class, so the same number bounds each class.
-      if (value < 0) return 0;
-      heapguard::set_retain_kb(value / 1024);
+      // kept per size class, so the same number bounds each class. glibc
+      // reads a negative value as a huge size_t: keep everything.
+      heapguard::set_retain_kb(value < 0 ? INT32_MAX : value / 1024);
       return 1;
-    // Tuning knobs of glibc's arenas and mmap threshold: heapguard has no
-    // arenas and a fixed large-block threshold, so they are accepted (as
-    // glibc accepts them) and have no effect. docs/api.md lists this.
     case M_MXFAST:
-    case M_TOP_PAD:
+      // glibc rejects values above MAX_FAST_SIZE (160 on 64-bit).
+      return value >= 0 && value <= 160 ? 1 : 0;
     case M_MMAP_THRESHOLD:
-    case M_MMAP_MAX:
-    case M_CHECK_ACTION:
-    case M_PERTURB:
-    case M_ARENA_TEST:
-    case M_ARENA_MAX:
-      return 1;
+      // glibc rejects thresholds above HEAP_MAX_SIZE / 2 (32 MiB).
+      return size_t(unsigned(value)) <= (size_t{32} << 20) ? 1 : 0;
     default:
-      return 0;
+      // M_TOP_PAD, M_MMAP_MAX, M_CHECK_ACTION, M_PERTURB, M_ARENA_TEST,
+      // M_ARENA_MAX and unknown numbers: tuning of glibc's arenas and mmap
+      // threshold. heapguard has no arenas and a fixed large-block
+      // threshold, so they are accepted with no effect (docs/api.md).
+      return 1;
   }
 }
 
@@ -115,10 +115,8 @@ HEAPGUARD_EXPORT void malloc_stats() noexcept {
 }
 
 HEAPGUARD_EXPORT int malloc_info(int options, FILE* stream) noexcept {
-  if (options != 0) {
-    errno = EINVAL;
-    return -1;
-  }
+  // glibc returns the error number itself and leaves errno alone.
+  if (options != 0) return EINVAL;
   heapguard::format_malloc_info(
       g_allocator.figures(), [](void* ctx, const char* s, size_t n) { heapguard::pal::Pal::write_stream(ctx, s, n); },
       stream);

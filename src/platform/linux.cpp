@@ -2,6 +2,7 @@
 // All Linux-specific code: syscalls, environment, auxv, futexes, pthread
 // hooks. Nothing here calls malloc; errno is preserved across every call.
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <limits.h>
@@ -110,8 +111,75 @@ void Linux::write_all(int fd, const char* s, size_t n) {
   }
 }
 
+namespace {
+
+// Values found in /proc/self/environ, for lookups made before libc has set
+// environ: a program (or a runtime such as UBSan's, linked into every
+// libFuzzer binary) may call malloc from .preinit_array. Static storage:
+// the allocator cannot allocate here.
+constexpr size_t kEarlyEnvCapacity = 8192;
+constinit char g_early_env[kEarlyEnvCapacity];
+constinit size_t g_early_env_used = 0;
+
+// Streams /proc/self/environ looking for "name=" at the start of an entry
+// and copies its value into g_early_env. Values longer than what is left
+// of the buffer are not returned (treated as unset) rather than truncated.
+const char* proc_environ_lookup(const char* name) {
+  size_t name_len = strlen(name);
+  int fd = int(syscall(SYS_open, "/proc/self/environ", O_RDONLY | O_CLOEXEC));
+  if (fd < 0) return nullptr;
+  char chunk[512];
+  size_t matched = 0;        // bytes of "name=" matched in the current entry
+  bool at_entry_start = true, dead = false, copying = false;
+  size_t value_start = g_early_env_used, out = g_early_env_used;
+  const char* result = nullptr;
+  for (;;) {
+    ssize_t n = syscall(SYS_read, fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n && result == nullptr; ++i) {
+      char c = chunk[i];
+      if (copying) {
+        if (out >= kEarlyEnvCapacity) {
+          copying = false;
+          dead = true;
+          out = value_start;
+          continue;
+        }
+        g_early_env[out++] = c;
+        if (c == '\0') {
+          result = g_early_env + value_start;
+          g_early_env_used = out;
+        }
+        continue;
+      }
+      if (at_entry_start) {
+        matched = 0;
+        dead = false;
+        at_entry_start = false;
+      }
+      if (c == '\0') {
+        at_entry_start = true;
+        continue;
+      }
+      if (dead) continue;
+      if (matched < name_len ? c == name[matched] : c == '=') {
+        if (++matched == name_len + 1) copying = true;
+      } else {
+        dead = true;
+      }
+    }
+    if (result != nullptr) break;
+  }
+  syscall(SYS_close, fd);
+  return result;
+}
+
+}  // namespace
+
 const char* Linux::env_lookup(const char* name) {
-  if (environ == nullptr) return nullptr;
+  ScopedErrno keep;
+  if (environ == nullptr) return proc_environ_lookup(name);
   size_t len = strlen(name);
   for (char** e = environ; *e != nullptr; ++e) {
     if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;

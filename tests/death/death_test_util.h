@@ -13,6 +13,8 @@ namespace heapguard::test {
 // Small (slab), a few KiB (slab, multi-page slots), and beyond the largest
 // size class (its own mapping).
 inline constexpr size_t kDeathSizes[] = {24, 5000, 300000};
+// The sizes that live in slabs, for tests about slab slots and neighbours.
+inline constexpr size_t kSlabDeathSizes[] = {24, 5000};
 
 inline void* opaque(void* p) {
   asm volatile("" : "+r"(p));

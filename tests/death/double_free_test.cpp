@@ -26,9 +26,10 @@ TEST_P(DoubleFreeDeathTest, FreeTwice) {
                     "heapguard, or is a large block that was already freed");
 }
 
-TEST_P(DoubleFreeDeathTest, FreeTwiceAfterTheSlotWentBackToItsSlab) {
+class SlabDoubleFreeDeathTest : public DeathTestBase {};
+
+TEST_P(SlabDoubleFreeDeathTest, FreeTwiceAfterTheSlotWentBackToItsSlab) {
   size_t n = GetParam();
-  if (n > 131072) GTEST_SKIP() << "large blocks have no slab";
   EXPECT_DEATH(
       {
         void* p = opaque(malloc(n));
@@ -43,9 +44,8 @@ TEST_P(DoubleFreeDeathTest, FreeTwiceAfterTheSlotWentBackToItsSlab) {
       "block that was already freed \\(its memory has since been returned to the OS\\))");
 }
 
-TEST_P(DoubleFreeDeathTest, ReallocOfAFreedBlock) {
+TEST_P(SlabDoubleFreeDeathTest, ReallocOfAFreedBlock) {
   size_t n = GetParam();
-  if (n > 131072) GTEST_SKIP() << "covered by FreeTwice";
   EXPECT_DEATH(
       {
         void* p = opaque(malloc(n));
@@ -74,5 +74,6 @@ TEST(DoubleFreeCxxDeathTest, DeleteTwiceAndAlignedFreeTwice) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, DoubleFreeDeathTest, ::testing::ValuesIn(kDeathSizes));
+INSTANTIATE_TEST_SUITE_P(Sizes, SlabDoubleFreeDeathTest, ::testing::ValuesIn(kSlabDeathSizes));
 
 }  // namespace heapguard::test

@@ -22,9 +22,10 @@ TEST_P(HeapMetadataCorruptionDeathTest, UnderflowIntoTheHeader) {
       "of the block at 0x[0-9a-f]+ failed its integrity check.*\nSUMMARY: HeapGuard: heap-metadata-corruption");
 }
 
-TEST_P(HeapMetadataCorruptionDeathTest, OverflowFromThePreviousBlockOnRealloc) {
+class SlabNeighbourCorruptionDeathTest : public DeathTestBase {};
+
+TEST_P(SlabNeighbourCorruptionDeathTest, OverflowFromThePreviousBlockOnRealloc) {
   size_t n = GetParam();
-  if (n > 131072) GTEST_SKIP() << "large blocks have no neighbour in the same mapping";
   EXPECT_DEATH(
       {
         // Consecutive same-class blocks are adjacent slots: writing past the
@@ -41,5 +42,6 @@ TEST_P(HeapMetadataCorruptionDeathTest, OverflowFromThePreviousBlockOnRealloc) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, HeapMetadataCorruptionDeathTest, ::testing::ValuesIn(kDeathSizes));
+INSTANTIATE_TEST_SUITE_P(Sizes, SlabNeighbourCorruptionDeathTest, ::testing::ValuesIn(kSlabDeathSizes));
 
 }  // namespace heapguard::test
