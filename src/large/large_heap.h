@@ -27,6 +27,11 @@ struct LargeStats {
 
 class LargeHeap {
  public:
+  // Resident memory kept for reuse: freed mappings plus unused tails of live
+  // blocks. glibc keeps up to 64 MiB at the top of its heap (twice its
+  // largest mmap threshold) for the same reason; this is the same ceiling.
+  static constexpr size_t kCacheBytes = size_t{64} << 20;
+
   constexpr LargeHeap() = default;
 
   // A block of `size` bytes aligned to `align` (a power of two), header
@@ -62,8 +67,7 @@ class LargeHeap {
     uintptr_t base;
     size_t size;
   };
-  static constexpr size_t kCacheEntries = 16;
-  static constexpr size_t kCacheBytes = size_t{32} << 20;
+  static constexpr size_t kCacheEntries = 32;
 
   bool take_cached(size_t need, CachedMapping* out);
   void put_cached(uintptr_t base, size_t size);

@@ -2,7 +2,16 @@
 // Every replaceable global operator new and delete. The only file built
 // with exceptions: operator new reports failure with std::bad_alloc after
 // calling the installed new_handler, as the standard requires.
+//
+// libheapguard.so does not depend on libstdc++: loading it into every C
+// program would cost ~0.6 ms and ~1.2 MiB per process. Only C++ code calls
+// operator new, and C++ code brings libstdc++ with it, so every libstdc++
+// symbol this file needs is referenced weakly and resolves whenever it can
+// be reached: src/CMakeLists.txt weakens them in this file's object with
+// objcopy (the list is override/libstdcxx_weak.txt). tests/api checks
+// bad_alloc and new_handler behaviour.
 #include <new>
+
 
 #include "frontend/frontend.h"
 
@@ -13,12 +22,30 @@ using heapguard::Origin;
 
 namespace {
 
+// The libstdc++ entry points, read through an opaque register: the compiler
+// must not assume a weak function's address is non-null. They are null when
+// the process had no C++ runtime at start-up (a C program that dlopen()s a
+// C++ module later): -z now resolved them then.
+std::new_handler (*cxx_get_new_handler())() noexcept {
+  std::new_handler (*fn)() noexcept = &std::get_new_handler;
+  asm("" : "+r"(fn));
+  return fn;
+}
+
+[[noreturn]] HEAPGUARD_COLD void no_cxx_runtime(size_t n) {
+  heapguard::MessageBuilder m;
+  m.str("operator new(").dec(n).str(") failed and no C++ runtime was loaded at start-up to throw std::bad_alloc");
+  heapguard::report_fatal(heapguard::ErrorKind::OutOfMemory, 0, m);
+}
+
 // [new.delete.single]: loop calling the new_handler until allocation
 // succeeds; no handler means std::bad_alloc.
 HEAPGUARD_SLOW_PATH void* new_slow(size_t n, size_t align, Origin origin) {
+  auto get_handler = cxx_get_new_handler();
+  if (get_handler == nullptr) no_cxx_runtime(n);
   for (;;) {
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    std::new_handler handler = get_handler();
+    if (handler == nullptr) std::__throw_bad_alloc();
     handler();
     void* p = align <= heapguard::kMinAlign ? g_allocator.allocate(n, origin) : g_allocator.allocate_aligned(align, n, origin);
     if (p != nullptr) return p;
@@ -40,9 +67,10 @@ void* new_aligned_impl(size_t n, std::align_val_t align, Origin origin) {
 // The nothrow forms behave as if they called the throwing form and caught
 // std::bad_alloc (a new_handler may throw it to give up).
 void* new_nothrow(size_t n, size_t align, Origin origin) noexcept {
+  void* p = align <= heapguard::kMinAlign ? g_allocator.allocate(n, origin) : g_allocator.allocate_aligned(align, n, origin);
+  if (HEAPGUARD_LIKELY(p != nullptr) || cxx_get_new_handler() == nullptr) return p;
   try {
-    if (align <= heapguard::kMinAlign) return new_impl(n, origin);
-    return new_aligned_impl(n, std::align_val_t(align), origin);
+    return new_slow(n, align, origin);
   } catch (const std::bad_alloc&) {
     return nullptr;
   }

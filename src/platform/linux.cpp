@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "platform/platform.h"
@@ -69,14 +70,22 @@ void Linux::set_read_only(void* p, size_t n, bool read_only) {
   mprotect(p, n, read_only ? PROT_READ : PROT_READ | PROT_WRITE);
 }
 
+namespace {
+// Kernels without CONFIG_ANON_VMA_NAME answer EINVAL; ask once, not per mapping.
+constinit std::atomic<bool> g_vma_names_unsupported{false};
+}  // namespace
+
 void Linux::name_region(void* p, size_t n, const char* name) {
+  if (g_vma_names_unsupported.load(std::memory_order_relaxed)) return;
   ScopedErrno keep;
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
 #define PR_SET_VMA_ANON_NAME 0
 #endif
-  // Fails harmlessly on kernels without CONFIG_ANON_VMA_NAME.
-  prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), n, reinterpret_cast<unsigned long>(name));
+  if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), n,
+            reinterpret_cast<unsigned long>(name)) != 0 &&
+      errno == EINVAL)
+    g_vma_names_unsupported.store(true, std::memory_order_relaxed);
 }
 
 uint64_t Linux::entropy64() {

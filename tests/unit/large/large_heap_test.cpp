@@ -83,7 +83,7 @@ TEST_F(LargeHeapTest, TheCacheIsBoundedAndReleasable) {
   for (void* p : blocks) heap_->deallocate(reinterpret_cast<uintptr_t>(p));
   LargeStats s = heap_->stats();
   EXPECT_EQ(s.blocks, 0u);
-  EXPECT_LE(s.cached_bytes, size_t{32} << 20);
+  EXPECT_LE(s.cached_bytes, LargeHeap::kCacheBytes);
   EXPECT_GT(heap_->unmapped_bytes_total(), 0u);
   EXPECT_GT(heap_->release_cache(), 0u);
   EXPECT_EQ(heap_->stats().cached_bytes, 0u);
