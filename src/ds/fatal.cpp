@@ -34,13 +34,14 @@ MessageBuilder& MessageBuilder::ch(char c) {
   return *this;
 }
 
-MessageBuilder& MessageBuilder::dec(uint64_t v) {
+MessageBuilder& MessageBuilder::dec(uint64_t v, unsigned min_width) {
   char tmp[20];
-  int n = 0;
+  unsigned n = 0;
   do {
     tmp[n++] = char('0' + v % 10);
     v /= 10;
   } while (v != 0);
+  for (unsigned i = n; i < min_width; ++i) ch(' ');
   while (n > 0) ch(tmp[--n]);
   return *this;
 }

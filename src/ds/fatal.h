@@ -23,7 +23,7 @@ const char* error_name(ErrorKind kind);
 class MessageBuilder {
  public:
   MessageBuilder& str(const char* s);
-  MessageBuilder& dec(uint64_t v);
+  MessageBuilder& dec(uint64_t v, unsigned min_width = 0);  // right-aligned in min_width
   MessageBuilder& hex(uint64_t v);  // 0x-prefixed
   MessageBuilder& ch(char c);
   const char* data() const { return buf_; }

@@ -6,18 +6,8 @@ namespace {
 
 void emit(TextSink sink, void* context, const MessageBuilder& m) { sink(context, m.data(), m.size()); }
 
-MessageBuilder& padded(MessageBuilder& m, uint64_t v) {
-  // glibc prints "%10u"; keep the columns for scripts that parse them.
-  char digits[20];
-  int n = 0;
-  do {
-    digits[n++] = char('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (int i = n; i < 10; ++i) m.ch(' ');
-  while (n > 0) m.ch(digits[--n]);
-  return m;
-}
+// glibc prints "%10u"; keep the columns for scripts that parse them.
+constexpr unsigned kColumn = 10;
 
 }  // namespace
 
@@ -27,12 +17,12 @@ void format_malloc_stats(const HeapFigures& f, TextSink sink, void* context) {
   size_t large_system = f.large.live_mapped_bytes + f.large.cached_bytes;
   MessageBuilder m;
   m.str("Arena 0:\nsystem bytes     = ");
-  padded(m, small_system).str("\nin use bytes     = ");
-  padded(m, small_in_use).str("\nTotal (incl. mmap):\nsystem bytes     = ");
-  padded(m, small_system + large_system).str("\nin use bytes     = ");
-  padded(m, small_in_use + f.large.live_mapped_bytes).str("\nmax mmap regions = ");
-  padded(m, f.large.peak_blocks).str("\nmax mmap bytes   = ");
-  padded(m, f.large.peak_mapped_bytes).ch('\n');
+  m.dec(small_system, kColumn).str("\nin use bytes     = ");
+  m.dec(small_in_use, kColumn).str("\nTotal (incl. mmap):\nsystem bytes     = ");
+  m.dec(small_system + large_system, kColumn).str("\nin use bytes     = ");
+  m.dec(small_in_use + f.large.live_mapped_bytes, kColumn).str("\nmax mmap regions = ");
+  m.dec(f.large.peak_blocks, kColumn).str("\nmax mmap bytes   = ");
+  m.dec(f.large.peak_mapped_bytes, kColumn).ch('\n');
   emit(sink, context, m);
 
   MessageBuilder h;

@@ -17,6 +17,12 @@ TEST(MessageBuilder, FormatsNumbers) {
   EXPECT_EQ(text(m), "0 18446744073709551615 0x0 0xdeadbeef 0xffffffffffffffff");
 }
 
+TEST(MessageBuilder, PadsToAMinimumWidth) {
+  MessageBuilder m;
+  m.dec(42, 10).ch('|').dec(1234567890123ULL, 5);
+  EXPECT_EQ(text(m), "        42|1234567890123");
+}
+
 TEST(MessageBuilder, TruncatesInsteadOfOverflowing) {
   MessageBuilder m;
   for (int i = 0; i < 500; ++i) m.str("abcdefgh");
