@@ -236,6 +236,24 @@ void* Allocator::allocate_zeroed(size_t n) {
     if (p == nullptr) pal::set_errno(ENOMEM);
     return p;
   }
+  if (n >= kZeroTrackedMin) {
+    // Big enough that touching fresh zero pages matters (RSS, page faults):
+    // take the slot centrally, where the slab knows if it is still zero.
+    if (!ensure_ready()) {
+      pal::set_errno(ENOMEM);
+      return nullptr;
+    }
+    unsigned c = size_to_class(n);
+    bool zeroed = false;
+    void* slot = slabs_.take_one(c, &zeroed);
+    if (slot == nullptr) {
+      pal::set_errno(ENOMEM);
+      return nullptr;
+    }
+    write_allocated_header(reinterpret_cast<uintptr_t>(slot), c, Origin::Malloc, kSizeClasses[c].usable - n);
+    if (!zeroed) memset(slot, 0, n);
+    return slot;
+  }
   void* p = allocate(n, Origin::Malloc);
   if (p != nullptr) memset(p, 0, n);
   return p;

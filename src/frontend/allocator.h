@@ -68,6 +68,9 @@ struct HeapFigures {
 
 class Allocator {
  public:
+  // calloc at or above this size skips zeroing slots that are still fresh.
+  static constexpr size_t kZeroTrackedMin = 4096;
+
   constexpr Allocator() = default;
 
   HEAPGUARD_FAST_PATH void* allocate(size_t n, Origin origin) {

@@ -126,6 +126,7 @@ bool SlabHeap::grow(unsigned c) {
   }
   m.free_count = sc.slots;
   m.high_water = 0;
+  m.zero_from = 0;
   m.prev = m.next = 0;
   m.list = kFull;
   used_slabs_[c].store(used + 1, std::memory_order_release);
@@ -167,6 +168,7 @@ size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
           out[n++] = reinterpret_cast<void*>(first + k * sc.slot_size);
           --m.free_count;
           if (k >= m.high_water) __atomic_store_n(&m.high_water, uint16_t(k + 1), __ATOMIC_RELAXED);
+          if (k >= m.zero_from) m.zero_from = uint16_t(k + 1);
         }
         m.free_bits[w] = bits;
       }
@@ -181,6 +183,28 @@ size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
     out[j - 1] = t;
   }
   return n;
+}
+
+void* SlabHeap::take_one(unsigned c, bool* zeroed) {
+  const SizeClass& sc = kSizeClasses[c];
+  pal::LockGuard guard(central_[c].lock);
+  uint32_t index;
+  if (!take_slab(c, &index)) return nullptr;
+  SlabMeta& m = meta(c, index);
+  for (size_t w = 0; w < kMaxSlotsPerSlab / 64; ++w) {
+    if (m.free_bits[w] == 0) continue;
+    size_t k = w * 64 + unsigned(__builtin_ctzll(m.free_bits[w]));
+    m.free_bits[w] &= m.free_bits[w] - 1;
+    --m.free_count;
+    *zeroed = k >= m.zero_from;
+    if (k >= m.high_water) __atomic_store_n(&m.high_water, uint16_t(k + 1), __ATOMIC_RELAXED);
+    if (k >= m.zero_from) m.zero_from = uint16_t(k + 1);
+    unlink(c, index);
+    if (m.free_count != 0) push_front(c, kPartial, index);
+    ++central_[c].slots_out;
+    return reinterpret_cast<void*>(slab_base(c, index) + kSlabLeadIn + kHeaderSize + k * sc.slot_size);
+  }
+  slab_corrupted(slab_base(c, index), "slab on a free list has no free slot");
 }
 
 size_t SlabHeap::retain_slabs(unsigned c) const {
@@ -235,7 +259,10 @@ void SlabHeap::purge_slabs(unsigned c, const uint32_t* indices, size_t n) {
   for (size_t i = 0; i < n; ++i) pal::Pal::purge(reinterpret_cast<void*>(slab_base(c, indices[i])), slab_bytes);
   purged_total_.fetch_add(n * slab_bytes, std::memory_order_relaxed);
   pal::LockGuard guard(central_[c].lock);
-  for (size_t i = 0; i < n; ++i) push_front(c, kPurged, indices[i]);
+  for (size_t i = 0; i < n; ++i) {
+    meta(c, indices[i]).zero_from = 0;
+    push_front(c, kPurged, indices[i]);
+  }
 }
 
 size_t SlabHeap::purge_all_empty() {

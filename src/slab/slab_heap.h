@@ -25,8 +25,9 @@ struct SlabMeta {
   uint32_t next;
   uint16_t free_count;
   uint16_t high_water;                        // slots [0, high_water) have been handed out at least once
+  uint16_t zero_from;                         // slots [zero_from, slots) still read as zero (fresh or purged pages)
   uint8_t list;                               // SlabList id, or kInFlight
-  uint8_t reserved[3];
+  uint8_t reserved[1];
 };
 static_assert(sizeof(SlabMeta) == 80);
 
@@ -69,6 +70,11 @@ class SlabHeap {
   // Moves up to `want` free slots of class c into out[0..n), lowest address
   // last (caches pop from the end). Returns n; 0 means out of memory.
   size_t refill(unsigned c, void** out, size_t want);
+
+  // One free slot of class c, with whether its block still reads as zero
+  // (never written since its slab's pages were fresh or purged), so calloc
+  // need not touch those pages. nullptr when out of memory.
+  void* take_one(unsigned c, bool* zeroed);
 
   // Returns slots (block starts of class c, each handed out and not yet
   // returned) to their slabs.

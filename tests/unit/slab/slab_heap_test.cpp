@@ -101,6 +101,36 @@ TEST_F(SlabHeapTest, StatsCountSlotsOut) {
   EXPECT_EQ(heap_->class_stats(3).slots_out, 0u);
 }
 
+TEST_F(SlabHeapTest, TakeOneKnowsWhichSlotsStillReadAsZero) {
+  unsigned c = size_to_class(5000);
+  const SizeClass& sc = kSizeClasses[c];
+  std::vector<void*> taken;
+  for (size_t i = 0; i < size_t(sc.slots) * 3; ++i) {
+    bool zeroed = false;
+    void* p = heap_->take_one(c, &zeroed);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(zeroed) << "fresh slot " << i;
+    for (size_t k = 0; k < sc.usable; k += 512) ASSERT_EQ(static_cast<unsigned char*>(p)[k], 0);
+    memset(p, 0x5a, sc.usable);
+    taken.push_back(p);
+  }
+  // Written and returned: the next take of the same slot must not claim zero.
+  heap_->release(c, taken.data(), 1);
+  bool zeroed = true;
+  void* again = heap_->take_one(c, &zeroed);
+  EXPECT_EQ(again, taken[0]);
+  EXPECT_FALSE(zeroed);
+  taken[0] = again;
+  // Emptied and purged: zero again.
+  heap_->release(c, taken.data(), taken.size());
+  heap_->purge_all_empty();
+  void* purged = heap_->take_one(c, &zeroed);
+  ASSERT_NE(purged, nullptr);
+  EXPECT_TRUE(zeroed);
+  EXPECT_EQ(static_cast<unsigned char*>(purged)[0], 0);
+  heap_->release(c, &purged, 1);
+}
+
 using SlabHeapDeathTest = SlabHeapTest;
 
 TEST_F(SlabHeapDeathTest, ReleasingASlotTwiceIsMetadataCorruption) {
