@@ -141,10 +141,7 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
   if (bin.count == 0) {
     size_t want = bin.cap > 1 ? bin.cap / 2 : 1;
     size_t got = slabs_.refill(c, bin.slots, want);
-    if (got == 0) {
-      pal::set_errno(ENOMEM);
-      return nullptr;
-    }
+    if (got == 0) return allocate_overflow(n, false, origin);
     std::atomic_signal_fence(std::memory_order_release);
     bin.count = uint16_t(got);
   }
@@ -157,13 +154,19 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
 // pthread_setspecific) and after the thread's cache was torn down at exit.
 void* Allocator::allocate_small_uncached(unsigned c, size_t n, Origin origin) {
   void* slot;
-  if (slabs_.refill(c, &slot, 1) == 0) {
-    pal::set_errno(ENOMEM);
-    return nullptr;
-  }
+  if (slabs_.refill(c, &slot, 1) == 0) return allocate_overflow(n, false, origin);
   uintptr_t p = reinterpret_cast<uintptr_t>(slot);
   write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
   return slot;
+}
+
+// A size class whose region is full (only under a tight RLIMIT_AS, where
+// regions are small) or whose memory the OS refused: serve the block from
+// the large heap instead of failing while memory is still available.
+void* Allocator::allocate_overflow(size_t n, bool zero, Origin origin) {
+  void* p = large_.allocate(n, kMinAlign, zero, origin);
+  if (p == nullptr) pal::set_errno(ENOMEM);
+  return p;
 }
 
 void Allocator::mark_free(const ResolvedBlock& r) {
@@ -246,10 +249,7 @@ void* Allocator::allocate_zeroed(size_t n) {
     unsigned c = size_to_class(n);
     bool zeroed = false;
     void* slot = slabs_.take_one(c, &zeroed);
-    if (slot == nullptr) {
-      pal::set_errno(ENOMEM);
-      return nullptr;
-    }
+    if (slot == nullptr) return allocate_overflow(n, true, Origin::Malloc);
     write_allocated_header(reinterpret_cast<uintptr_t>(slot), c, Origin::Malloc, kSizeClasses[c].usable - n);
     if (!zeroed) memset(slot, 0, n);
     return slot;
@@ -270,6 +270,13 @@ void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
     void* b = allocate(padded, origin);
     if (b == nullptr) return nullptr;
     uintptr_t block = reinterpret_cast<uintptr_t>(b);
+    if (!slabs_.contains(block)) {
+      // Served by the large heap (class region full): align there instead.
+      deallocate(b);
+      void* p = large_.allocate(n, align, false, origin);
+      if (p == nullptr) pal::set_errno(ENOMEM);
+      return p;
+    }
     unsigned c = size_to_class(padded);
     uintptr_t p = align_up(block, align);
     size_t usable = block + kSizeClasses[c].usable - p;

@@ -11,9 +11,10 @@ namespace heapguard {
 namespace {
 
 // Address space per class: tried from the largest down, so a process under
-// a tight RLIMIT_AS still starts (with less room per class).
+// a tight RLIMIT_AS still starts (with less room per class; a class that
+// fills its region is then served by the large heap, see allocate_slow).
 constexpr unsigned kMaxRegionShift = 34;  // 16 GiB per class
-constexpr unsigned kMinRegionShift = 26;  // 64 MiB per class
+constexpr unsigned kMinRegionShift = 20;  // 1 MiB per class
 constexpr size_t kCommitStep = size_t{256} << 10;
 constexpr size_t kPurgeBatch = 16;
 
