@@ -4,6 +4,8 @@
 // strtol (locale), no stdio.
 #include "config/options.h"
 
+#include <atomic>
+
 #include "core/core.h"
 #include "ds/ds.h"
 #include "platform/platform.h"
@@ -38,6 +40,7 @@ struct alignas(4096) SealedOptions {
 static_assert(sizeof(SealedOptions) == 4096);
 constinit SealedOptions g_sealed{};
 constinit bool g_initialised = false;
+constinit std::atomic<int64_t> g_retain_kb_override{-1};
 
 bool equal(const char* a, size_t alen, const char* b) {
   size_t i = 0;
@@ -170,11 +173,11 @@ void init_options() {
 
 const Options& options() { return g_sealed.value; }
 
-void set_retain_kb(int64_t kb) {
-  if (kb < 0) kb = 0;
-  pal::Pal::set_read_only(&g_sealed, sizeof g_sealed, false);
-  g_sealed.value.retain_kb = kb;
-  pal::Pal::set_read_only(&g_sealed, sizeof g_sealed, true);
+int64_t retain_kb() {
+  int64_t v = g_retain_kb_override.load(std::memory_order_relaxed);
+  return v >= 0 ? v : g_sealed.value.retain_kb;
 }
+
+void set_retain_kb(int64_t kb) { g_retain_kb_override.store(kb < 0 ? 0 : kb, std::memory_order_relaxed); }
 
 }  // namespace heapguard

@@ -37,8 +37,11 @@ void init_options();
 // The sealed snapshot. Before init_options() it holds the hardened defaults.
 const Options& options();
 
-// Updates a tunable at run time where the C API allows it (mallopt). The
-// page is unsealed for the write and sealed again.
+// The free slab memory kept per size class: options().retain_kb unless
+// mallopt(M_TRIM_THRESHOLD) changed it at run time. The run-time value lives
+// outside the sealed page (an atomic), so setting it needs no unsealing and
+// races with nothing, and it survives init if set before.
+int64_t retain_kb();
 void set_retain_kb(int64_t kb);
 
 }  // namespace heapguard

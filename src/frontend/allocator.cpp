@@ -97,6 +97,8 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
       }
     }
     if (!report) return false;
+    if (block != 0 && p < block)
+      report_invalid(p, "points into the chunk header in front of a heapguard block", call);
     if (block != 0) {
       ChunkHeader owner;
       if (g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, &owner) &&

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "frontend/allocator.h"
+#include "frontend/stats_format.h"
 
 namespace heapguard {
 
@@ -23,12 +24,19 @@ namespace {
 
 constinit bool g_init_failed_reported = false;
 
+// Destructor calls before teardown; see thread_exit_hook.
+constexpr unsigned kDestructorRoundsArmed = 2;
+static_assert(kDestructorRoundsArmed < pal::kThreadKeyRounds);
+
 void thread_exit_hook(void* value) {
   auto* tc = static_cast<ThreadCache*>(value);
   if (tc == nullptr) return;
-  // Stay armed until the last destructor round, so that other libraries'
-  // thread-exit destructors that free memory still find the cache.
-  if (++tc->destructor_rounds < pal::kThreadKeyRounds) {
+  // Stay armed for one more round, so that the other keys' destructors of
+  // this round (ours has the lowest key and runs first), which often free,
+  // still find the cache; later frees and mallocs go to the central heap
+  // without a cache. Not until the last round: a cache first created inside
+  // another key's destructor would never see it and would leak.
+  if (++tc->destructor_rounds < kDestructorRoundsArmed) {
     pal::Pal::set_thread_key(tc->thread_key, tc);
     return;
   }
@@ -70,7 +78,7 @@ bool Allocator::init_slow() {
         m.str("version " HEAPGUARD_VERSION_STRING ", mode ").str(mode_name(options().mode))
             .str(", verbosity=").dec(uint64_t(options().verbosity))
             .str(" print_stats=").dec(uint64_t(options().print_stats))
-            .str(" retain_kb=").dec(uint64_t(options().retain_kb))
+            .str(" retain_kb=").dec(uint64_t(retain_kb()))
             .str(", slab arena ").dec(uint64_t(slabs_.region_size() >> 20)).str(" MiB per class");
         print_line(m);
       }
@@ -152,9 +160,14 @@ void Allocator::before_fork() {
   arena_.lock_for_fork().lock();
   slabs_.lock_all();
   large_.lock_all();
+  // Our prepare handler was registered after those of libraries initialised
+  // before us, so theirs run after it, and may allocate: this thread owns
+  // every lock until the parent or child handler runs.
+  pal::t_owns_all_locks = true;
 }
 
 void Allocator::after_fork_parent() {
+  pal::t_owns_all_locks = false;
   large_.unlock_all();
   slabs_.unlock_all();
   arena_.lock_for_fork().unlock();
@@ -163,6 +176,7 @@ void Allocator::after_fork_parent() {
 }
 
 void Allocator::after_fork_child() {
+  pal::t_owns_all_locks = false;
   large_.reset_locks_after_fork();
   slabs_.reset_locks_after_fork();
   arena_.lock_for_fork().reset_after_fork();
@@ -184,4 +198,22 @@ void Allocator::after_fork_child() {
   }
 }
 
+namespace {
+
+// In this object, which every use of the allocator links in, rather than
+// with the heapguard_* extras: a program that links libheapguard.a without
+// --whole-archive still gets the fork handlers and exit statistics.
+__attribute__((constructor)) void heapguard_library_init() { g_allocator.after_init(); }
+
+__attribute__((destructor)) void heapguard_library_fini() {
+  const Options& o = options();
+  if (!o.print_stats && o.verbosity < 2) return;
+  MessageBuilder m;
+  m.str("heap statistics at exit (mode ").str(mode_name(o.mode)).ch(')');
+  print_line(m);
+  format_malloc_stats(
+      g_allocator.figures(), [](void*, const char* s, size_t n) { pal::Pal::write_all(2, s, n); }, nullptr);
+}
+
+}  // namespace
 }  // namespace heapguard

@@ -71,7 +71,7 @@ bool LargeHeap::take_cached(size_t need, CachedMapping* out) {
 size_t LargeHeap::fit_slack(uintptr_t base, size_t map_size, size_t need) {
   size_t slack = map_size - need;
   if (slack == 0) return map_size;
-  size_t total = slack_bytes_.load(std::memory_order_relaxed);
+  size_t total = slack_bytes_.load(std::memory_order_relaxed) + cached_bytes_relaxed();
   if (total + slack > kCacheBytes) {
     unmap(base + need, slack);
     return need;
@@ -80,17 +80,22 @@ size_t LargeHeap::fit_slack(uintptr_t base, size_t map_size, size_t need) {
   return map_size;
 }
 
+size_t LargeHeap::cached_bytes_relaxed() const { return __atomic_load_n(&cache_bytes_, __ATOMIC_RELAXED); }
+
 size_t LargeHeap::slack_of(const LargeBlock& b) {
   return b.map_size - align_up(b.user - b.map_base + b.requested, pal::Pal::page_size());
 }
 
 void LargeHeap::put_cached(uintptr_t base, size_t size) {
-  CachedMapping evicted[kCacheEntries];
+  CachedMapping evicted[kCacheEntries + 1];
   size_t n_evicted = 0;
-  if (size <= kCacheBytes / 2) {
+  // The cache and the slack of live blocks share one budget.
+  size_t slack = slack_bytes_.load(std::memory_order_relaxed);
+  size_t budget = slack < kCacheBytes ? kCacheBytes - slack : 0;
+  if (size <= kCacheBytes / 2 && size <= budget) {
     pal::LockGuard guard(cache_lock_);
     // Evict the oldest entries (front of the array) until the new one fits.
-    while (cache_count_ == kCacheEntries || cache_bytes_ + size > kCacheBytes) {
+    while (cache_count_ == kCacheEntries || cache_bytes_ + size > budget) {
       evicted[n_evicted++] = cache_[0];
       cache_bytes_ -= cache_[0].size;
       for (size_t i = 1; i < cache_count_; ++i) cache_[i - 1] = cache_[i];
@@ -141,6 +146,7 @@ void* LargeHeap::allocate(size_t size, size_t align, bool zero, Origin origin) {
 
   uintptr_t user = align <= kMinAlign ? base + kLargeHeaderRoom : align_up(base + kLargeHeaderRoom, align);
   if (!table_.insert({user, base, map_size, size})) {
+    slack_bytes_.fetch_sub(map_size - need, std::memory_order_relaxed);
     put_cached(base, map_size);
     return nullptr;
   }
@@ -190,11 +196,16 @@ void* LargeHeap::reallocate(uintptr_t user, size_t new_size) {
     }
     return reinterpret_cast<void*>(user);
   }
-  void* moved = pal::Pal::remap(reinterpret_cast<void*>(b.map_base), b.map_size, need);
-  if (moved == nullptr) return nullptr;
-  slack_bytes_.fetch_sub(slack_of(b), std::memory_order_relaxed);
+  // Out of the table before the pages move: once mremap has moved them, the
+  // old range is free address space another thread may map and record.
   LargeBlock old;
   table_.erase(user, &old);
+  void* moved = pal::Pal::remap(reinterpret_cast<void*>(b.map_base), b.map_size, need);
+  if (moved == nullptr) {
+    table_.insert(old);  // cannot fail: the entry's slot was just freed
+    return nullptr;
+  }
+  slack_bytes_.fetch_sub(slack_of(b), std::memory_order_relaxed);
   account_map(need - b.map_size);
   b.map_base = reinterpret_cast<uintptr_t>(moved);
   b.map_size = need;
@@ -243,7 +254,10 @@ LargeStats LargeHeap::stats() {
     s.cached_bytes = cache_bytes_;
   }
   s.blocks = live_blocks_.load(std::memory_order_relaxed);
-  s.live_mapped_bytes = live_mapped_.load(std::memory_order_relaxed) - s.cached_bytes;
+  size_t mapped = live_mapped_.load(std::memory_order_relaxed);
+  // Read apart from the cache size, so a concurrent eviction can make the
+  // difference negative for a moment.
+  s.live_mapped_bytes = mapped > s.cached_bytes ? mapped - s.cached_bytes : 0;
   s.peak_blocks = peak_blocks_.load(std::memory_order_relaxed);
   s.peak_mapped_bytes = peak_mapped_.load(std::memory_order_relaxed);
   return s;

@@ -75,6 +75,7 @@ class LargeHeap {
   void account_map(size_t bytes);
   size_t fit_slack(uintptr_t base, size_t map_size, size_t need);
   static size_t slack_of(const LargeBlock& b);
+  size_t cached_bytes_relaxed() const;
 
   RegionTable table_;
   pal::Lock cache_lock_;

@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The heapguard_* extras of include/heapguard/heapguard.h, and the library's
-// constructor and destructor (fork handlers once libc is up; statistics at
-// exit).
+// The heapguard_* extras of include/heapguard/heapguard.h.
 #include "heapguard/heapguard.h"
 
 #include "frontend/frontend.h"
@@ -31,19 +29,3 @@ HEAPGUARD_EXPORT int heapguard_get_stats(struct heapguard_stats* out) {
 HEAPGUARD_EXPORT int heapguard_owns(const void* p) { return g_allocator.owns(p) ? 1 : 0; }
 
 }  // extern "C"
-
-namespace {
-
-__attribute__((constructor)) void heapguard_library_init() { g_allocator.after_init(); }
-
-__attribute__((destructor)) void heapguard_library_fini() {
-  const heapguard::Options& o = heapguard::options();
-  if (!o.print_stats && o.verbosity < 2) return;
-  heapguard::MessageBuilder m;
-  m.str("heap statistics at exit (mode ").str(heapguard::mode_name(o.mode)).ch(')');
-  heapguard::print_line(m);
-  heapguard::format_malloc_stats(
-      g_allocator.figures(), [](void*, const char* s, size_t n) { heapguard::pal::Pal::write_all(2, s, n); }, nullptr);
-}
-
-}  // namespace

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <new>
+
 #include "frontend/frontend.h"
+#include "heapguard/heapguard.h"
 #include "override/api_checks.h"
 #include "platform/platform.h"
 
@@ -129,3 +132,19 @@ HEAPGUARD_EXPORT void* __libc_calloc(size_t n, size_t size) noexcept { return ca
 HEAPGUARD_EXPORT void* __libc_realloc(void* p, size_t n) noexcept { return realloc(p, n); }
 
 }  // extern "C"
+
+// A program that links libheapguard.a "first" (without --whole-archive)
+// pulls in only the objects it references, so libc's own calls to, say,
+// posix_memalign would reach glibc's allocator and its blocks would later be
+// freed here. Referencing every entry point from this object, which any
+// such program links, brings in the whole API.
+namespace {
+using AnyFn = void (*)();
+[[gnu::used]] const AnyFn kLinkAnchors[] = {
+    reinterpret_cast<AnyFn>(&posix_memalign), reinterpret_cast<AnyFn>(&memalign),
+    reinterpret_cast<AnyFn>(&aligned_alloc),  reinterpret_cast<AnyFn>(&valloc),
+    reinterpret_cast<AnyFn>(&pvalloc),        reinterpret_cast<AnyFn>(&heapguard_version),
+    reinterpret_cast<AnyFn>(static_cast<void* (*)(size_t)>(&operator new)),
+    reinterpret_cast<AnyFn>(static_cast<void (*)(void*) noexcept>(&operator delete)),
+};
+}  // namespace

@@ -52,11 +52,12 @@ void Linux::unmap(void* p, size_t n) {
   munmap(p, n);
 }
 
-void Linux::purge(void* p, size_t n) {
+bool Linux::purge(void* p, size_t n) {
   ScopedErrno keep;
   // MADV_DONTNEED, not MADV_FREE: the pages must read back as zero (calloc
-  // relies on it) and RSS must drop now, not under memory pressure.
-  madvise(p, n, MADV_DONTNEED);
+  // relies on it) and RSS must drop now, not under memory pressure. It fails
+  // on mlocked pages, which then keep their contents.
+  return madvise(p, n, MADV_DONTNEED) == 0;
 }
 
 void* Linux::remap(void* p, size_t old_size, size_t new_size) {
@@ -240,6 +241,8 @@ void Linux::write_stream(void* stream, const char* s, size_t n) {
 }
 
 static_assert(kThreadKeyRounds == PTHREAD_DESTRUCTOR_ITERATIONS);
+
+constinit thread_local bool t_owns_all_locks = false;
 
 void Lock::lock_slow() {
   // Spin briefly: critical sections are a few hundred nanoseconds, shorter

@@ -9,17 +9,25 @@
 
 namespace heapguard::pal {
 
+// Set on the thread that called fork() while it holds every allocator lock
+// (between the allocator's prepare and parent/child handlers). Other
+// libraries' fork handlers run in that window and may allocate; the forking
+// thread already owns every lock, so its lock and unlock calls do nothing.
+extern constinit thread_local bool t_owns_all_locks;
+
 class Lock {
  public:
   constexpr Lock() = default;
 
   void lock() {
+    if (__builtin_expect(t_owns_all_locks, 0)) return;
     uint32_t expected = kUnlocked;
     if (__builtin_expect(state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire), 1)) return;
     lock_slow();
   }
 
   void unlock() {
+    if (__builtin_expect(t_owns_all_locks, 0)) return;
     if (__builtin_expect(state_.exchange(kUnlocked, std::memory_order_release) == kContended, 0)) wake_one();
   }
 

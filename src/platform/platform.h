@@ -27,7 +27,7 @@ concept IsPal = requires(void* p, size_t n, const char* s, int fd, void (*dtor)(
   { P::commit(p, n) } -> std::same_as<bool>;
   { P::map(n) } -> std::same_as<void*>;              // read-write, zeroed; nullptr on failure
   { P::unmap(p, n) } -> std::same_as<void>;
-  { P::purge(p, n) } -> std::same_as<void>;          // contents become zero, memory returned
+  { P::purge(p, n) } -> std::same_as<bool>;          // true: contents now zero, memory returned
   { P::remap(p, n, n) } -> std::same_as<void*>;      // may move; nullptr on failure
   { P::name_region(p, n, s) } -> std::same_as<void>;
   { P::entropy64() } -> std::same_as<uint64_t>;
@@ -47,7 +47,8 @@ struct Linux {
   static bool commit(void* p, size_t n);
   static void* map(size_t n);
   static void unmap(void* p, size_t n);
-  static void purge(void* p, size_t n);
+  // False when the pages could not be dropped (mlocked): contents remain.
+  static bool purge(void* p, size_t n);
   static void* remap(void* p, size_t old_size, size_t new_size);
   // Page-granular protection switch for sealed data (the Options page).
   static void set_read_only(void* p, size_t n, bool read_only);

@@ -209,7 +209,7 @@ void* SlabHeap::take_one(unsigned c, bool* zeroed) {
 }
 
 size_t SlabHeap::retain_slabs(unsigned c) const {
-  size_t bytes = size_t(options().retain_kb) << 10;
+  size_t bytes = size_t(retain_kb()) << 10;
   size_t slabs = bytes >> kSizeClasses[c].slab_shift;
   // A nonzero budget always keeps one slab, so the biggest classes do not
   // purge and refault a slab on every free/malloc pair.
@@ -245,7 +245,9 @@ void SlabHeap::release(unsigned c, void* const* blocks, size_t n) {
     central.slots_out -= n;
     size_t keep = retain_slabs(c);
     SlabList& empty = central.lists[kEmpty];
-    while (empty.count > keep && purge_count < kPurgeBatch) {
+    // After a failed purge (mlockall), stop asking on every release.
+    bool can_purge = !purge_failed_.load(std::memory_order_relaxed);
+    while (can_purge && empty.count > keep && purge_count < kPurgeBatch) {
       uint32_t index = empty.tail - 1;
       unlink(c, index);
       meta(c, index).list = kInFlight;
@@ -257,25 +259,44 @@ void SlabHeap::release(unsigned c, void* const* blocks, size_t n) {
 
 void SlabHeap::purge_slabs(unsigned c, const uint32_t* indices, size_t n) {
   size_t slab_bytes = size_t{1} << kSizeClasses[c].slab_shift;
-  for (size_t i = 0; i < n; ++i) pal::Pal::purge(reinterpret_cast<void*>(slab_base(c, indices[i])), slab_bytes);
-  purged_total_.fetch_add(n * slab_bytes, std::memory_order_relaxed);
+  bool zeroed[kPurgeBatch];
+  size_t purged = 0;
+  for (size_t i = 0; i < n; ++i) {
+    zeroed[i] = pal::Pal::purge(reinterpret_cast<void*>(slab_base(c, indices[i])), slab_bytes);
+    purged += zeroed[i] ? 1 : 0;
+  }
+  if (purged != n) purge_failed_.store(true, std::memory_order_relaxed);
+  purged_total_.fetch_add(purged * slab_bytes, std::memory_order_relaxed);
   pal::LockGuard guard(central_[c].lock);
   for (size_t i = 0; i < n; ++i) {
-    meta(c, indices[i]).zero_from = 0;
-    push_front(c, kPurged, indices[i]);
+    // Only a slab whose pages were really dropped reads as zero (calloc
+    // trusts this); an mlocked one keeps its contents and stays dirty.
+    if (zeroed[i]) {
+      meta(c, indices[i]).zero_from = 0;
+      push_front(c, kPurged, indices[i]);
+    } else {
+      push_front(c, kEmpty, indices[i]);
+    }
   }
 }
 
 size_t SlabHeap::purge_all_empty() {
   size_t total = 0;
   for (unsigned c = 1; c < kNumClasses; ++c) {
-    for (;;) {
+    // Each slab empty at the start is tried once: one that cannot be purged
+    // (mlocked) goes back on the empty list and must not be retried forever.
+    size_t remaining;
+    {
+      pal::LockGuard guard(central_[c].lock);
+      remaining = central_[c].lists[kEmpty].count;
+    }
+    while (remaining > 0) {
       uint32_t batch[kPurgeBatch];
       size_t n = 0;
       {
         pal::LockGuard guard(central_[c].lock);
         SlabList& empty = central_[c].lists[kEmpty];
-        while (empty.count > 0 && n < kPurgeBatch) {
+        while (empty.count > 0 && n < kPurgeBatch && n < remaining) {
           uint32_t index = empty.tail - 1;
           unlink(c, index);
           meta(c, index).list = kInFlight;
@@ -283,8 +304,10 @@ size_t SlabHeap::purge_all_empty() {
         }
       }
       if (n == 0) break;
+      remaining -= n;
+      uint64_t before = purged_total_.load(std::memory_order_relaxed);
       purge_slabs(c, batch, n);
-      total += n << kSizeClasses[c].slab_shift;
+      total += purged_total_.load(std::memory_order_relaxed) - before;
     }
   }
   return total;

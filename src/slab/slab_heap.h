@@ -135,6 +135,7 @@ class SlabHeap {
   std::atomic<uint32_t> used_slabs_[kNumClasses] = {};
   Central central_[kNumClasses];
   std::atomic<uint64_t> purged_total_{0};
+  std::atomic<bool> purge_failed_{false};
 };
 
 }  // namespace heapguard

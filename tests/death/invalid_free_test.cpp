@@ -45,6 +45,13 @@ TEST(InvalidFreeKindsDeathTest, NeverAllocatedSlotInTheArena) {
       "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ is a heapguard slot that was never allocated");
 }
 
+TEST(InvalidFreeKindsDeathTest, PointerIntoTheChunkHeader) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(free(static_cast<char*>(opaque(malloc(100))) - 8),
+               "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ points into the chunk header in "
+               "front of a heapguard block\n");
+}
+
 TEST(InvalidFreeKindsDeathTest, ReallocAndUsableSizeValidateToo) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   char local[32];

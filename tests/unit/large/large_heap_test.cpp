@@ -89,4 +89,24 @@ TEST_F(LargeHeapTest, TheCacheIsBoundedAndReleasable) {
   EXPECT_EQ(heap_->stats().cached_bytes, 0u);
 }
 
+TEST_F(LargeHeapTest, CacheAndSlackShareOneBudget) {
+  // Big cached mappings reused for small blocks leave slack; freeing other
+  // big blocks then must not grow the cache past what the slack leaves.
+  std::vector<void*> big;
+  for (int i = 0; i < 12; ++i) big.push_back(heap_->allocate(16 << 20, 16, false, Origin::Malloc));
+  for (void* p : big) heap_->deallocate(reinterpret_cast<uintptr_t>(p));
+  std::vector<void*> small;
+  for (int i = 0; i < 12; ++i) small.push_back(heap_->allocate(200 << 10, 16, false, Origin::Malloc));
+  size_t slack = 0;
+  for (void* p : small) {
+    LargeBlock b;
+    ASSERT_TRUE(heap_->lookup(reinterpret_cast<uintptr_t>(p), &b));
+    slack += b.map_size - ((b.user - b.map_base + b.requested + 4095) & ~size_t{4095});
+  }
+  for (int i = 0; i < 12; ++i) heap_->deallocate(reinterpret_cast<uintptr_t>(heap_->allocate(16 << 20, 16, false, Origin::Malloc)));
+  EXPECT_LE(heap_->stats().cached_bytes + slack, LargeHeap::kCacheBytes);
+  for (void* p : small) heap_->deallocate(reinterpret_cast<uintptr_t>(p));
+  EXPECT_LE(heap_->stats().cached_bytes, LargeHeap::kCacheBytes);
+}
+
 }  // namespace heapguard::test
