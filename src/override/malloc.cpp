@@ -69,13 +69,10 @@ HEAPGUARD_EXPORT int mallopt(int param, int value) noexcept {
     case M_MXFAST:
       // glibc rejects values above MAX_FAST_SIZE (160 on 64-bit).
       return value >= 0 && value <= 160 ? 1 : 0;
-    case M_MMAP_THRESHOLD:
-      // glibc rejects thresholds above HEAP_MAX_SIZE / 2 (32 MiB).
-      return size_t(unsigned(value)) <= (size_t{32} << 20) ? 1 : 0;
     default:
-      // M_TOP_PAD, M_MMAP_MAX, M_CHECK_ACTION, M_PERTURB, M_ARENA_TEST,
-      // M_ARENA_MAX and unknown numbers: tuning of glibc's arenas and mmap
-      // threshold. heapguard has no arenas and a fixed large-block
+      // M_MMAP_THRESHOLD (glibc 2.36 takes any value), M_TOP_PAD,
+      // M_MMAP_MAX, M_CHECK_ACTION, M_PERTURB, M_ARENA_TEST, M_ARENA_MAX and
+      // unknown numbers: tuning of glibc's arenas and mmap threshold. heapguard has no arenas and a fixed large-block
       // threshold, so they are accepted with no effect (docs/api.md).
       return 1;
   }

@@ -146,6 +146,12 @@ TEST(Mallopt, OutOfRangeMxfastReturnsZero) {
 
 // glibc's mallopt has no default case: a parameter it does not know is ignored and
 // reported as success.
+// glibc 2.36 takes any mmap threshold (older versions capped it).
+TEST(Mallopt, AnyMmapThresholdIsAcceptedLikeGlibc) {
+  for (int v : {-1, 0, 33554433, 67108864, 2147483647}) EXPECT_EQ(mallopt(M_MMAP_THRESHOLD, v), 1) << v;
+  EXPECT_EQ(mallopt(M_MMAP_THRESHOLD, 128 * 1024), 1);
+}
+
 TEST(Mallopt, UnknownParametersAreIgnoredLikeGlibc) {
   EXPECT_EQ(mallopt(12345, 1), 1);
   EXPECT_EQ(mallopt(-100, 1), 1);
