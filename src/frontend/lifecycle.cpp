@@ -203,16 +203,32 @@ namespace {
 // In this object, which every use of the allocator links in, rather than
 // with the heapguard_* extras: a program that links libheapguard.a without
 // --whole-archive still gets the fork handlers and exit statistics.
-__attribute__((constructor)) void heapguard_library_init() { g_allocator.after_init(); }
+// Where the exit statistics go: a duplicate of stderr taken at start-up,
+// because some programs (coreutils) close stderr before they exit.
+constinit int g_exit_report_fd = 2;
+
+bool wants_exit_statistics() {
+  const Options& o = options();
+  return o.print_stats != 0 || o.verbosity >= 2;
+}
+
+__attribute__((constructor)) void heapguard_library_init() {
+  g_allocator.after_init();
+  if (wants_exit_statistics()) {
+    int fd = pal::Pal::duplicate_for_exit(2);
+    if (fd >= 0) g_exit_report_fd = fd;
+  }
+}
 
 __attribute__((destructor)) void heapguard_library_fini() {
-  const Options& o = options();
-  if (!o.print_stats && o.verbosity < 2) return;
+  if (!wants_exit_statistics()) return;
   MessageBuilder m;
-  m.str("heap statistics at exit (mode ").str(mode_name(o.mode)).ch(')');
-  print_line(m);
+  m.str("==").dec(uint64_t(pal::Pal::process_id())).str("==HeapGuard: heap statistics at exit (mode ")
+      .str(mode_name(options().mode)).str(")\n");
+  pal::Pal::write_all(g_exit_report_fd, m.data(), m.size());
   format_malloc_stats(
-      g_allocator.figures(), [](void*, const char* s, size_t n) { pal::Pal::write_all(2, s, n); }, nullptr);
+      g_allocator.figures(), [](void*, const char* s, size_t n) { pal::Pal::write_all(g_exit_report_fd, s, n); },
+      nullptr);
 }
 
 }  // namespace

@@ -187,6 +187,12 @@ const char* proc_environ_lookup(const char* name) {
 
 }  // namespace
 
+int Linux::duplicate_for_exit(int fd) {
+  ScopedErrno keep;
+  // High, so it never takes a descriptor number a program expects to get.
+  return fcntl(fd, F_DUPFD_CLOEXEC, 900);
+}
+
 const char* Linux::env_lookup(const char* name) {
   ScopedErrno keep;
   if (environ == nullptr) return proc_environ_lookup(name);

@@ -60,6 +60,9 @@ struct Linux {
   static uint32_t thread_id();
   static int process_id();
   static void write_all(int fd, const char* s, size_t n);
+  // A close-on-exec duplicate of fd at a high number, for output written at
+  // exit: programs such as coreutils close stderr before exiting. -1 on error.
+  static int duplicate_for_exit(int fd);
   // Walks environ: getenv is not guaranteed malloc-free or ready during preload.
   static const char* env_lookup(const char* name);
   // True in setuid/setgid and other AT_SECURE processes.
