@@ -71,12 +71,12 @@ void report_fatal(ErrorKind kind, uintptr_t address, const MessageBuilder& detai
   pal::Pal::abort_process();
 }
 
-void print_line(const MessageBuilder& text) {
+void print_line(const MessageBuilder& text, int fd) {
   MessageBuilder m;
   prefix(m).str("HeapGuard: ");
   for (size_t i = 0; i < text.size(); ++i) m.ch(text.data()[i]);
   m.ch('\n');
-  pal::Pal::write_all(2, m.data(), m.size());
+  pal::Pal::write_all(fd, m.data(), m.size());
 }
 
 void check_failed(const char* file, int line, const char* condition) {

@@ -40,8 +40,8 @@ class MessageBuilder {
 // while reporting) aborts at once without writing.
 [[noreturn]] void report_fatal(ErrorKind kind, uintptr_t address, const MessageBuilder& detail);
 
-// Writes one "==PID==HeapGuard: <text>" line to stderr; for warnings and
-// verbosity output. Never allocates.
-void print_line(const MessageBuilder& text);
+// Writes one "==PID==HeapGuard: <text>" line to fd (stderr by default);
+// for warnings, verbosity output and exit statistics. Never allocates.
+void print_line(const MessageBuilder& text, int fd = 2);
 
 }  // namespace heapguard

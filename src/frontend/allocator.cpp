@@ -128,11 +128,7 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
     pal::set_errno(ENOMEM);
     return nullptr;
   }
-  if (n > kMaxSmallSize) {
-    void* p = large_.allocate(n, kMinAlign, false, origin);
-    if (p == nullptr) pal::set_errno(ENOMEM);
-    return p;
-  }
+  if (n > kMaxSmallSize) return allocate_large(n, kMinAlign, false, origin);
   unsigned c = size_to_class(n);
   ThreadCache* tc = t_cache;
   if (tc->bins[c].cap == 0) {
@@ -143,7 +139,9 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
   if (bin.count == 0) {
     size_t want = bin.cap > 1 ? bin.cap / 2 : 1;
     size_t got = slabs_.refill(c, bin.slots, want);
-    if (got == 0) return allocate_overflow(n, false, origin);
+    // The class's region is full (only under a tight RLIMIT_AS, where regions
+    // are small) or the OS refused memory: the large heap may still serve it.
+    if (got == 0) return allocate_large(n, kMinAlign, false, origin);
     std::atomic_signal_fence(std::memory_order_release);
     bin.count = uint16_t(got);
   }
@@ -156,17 +154,16 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
 // pthread_setspecific) and after the thread's cache was torn down at exit.
 void* Allocator::allocate_small_uncached(unsigned c, size_t n, Origin origin) {
   void* slot;
-  if (slabs_.refill(c, &slot, 1) == 0) return allocate_overflow(n, false, origin);
+  if (slabs_.refill(c, &slot, 1) == 0) return allocate_large(n, kMinAlign, false, origin);
   uintptr_t p = reinterpret_cast<uintptr_t>(slot);
   write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
   return slot;
 }
 
-// A size class whose region is full (only under a tight RLIMIT_AS, where
-// regions are small) or whose memory the OS refused: serve the block from
-// the large heap instead of failing while memory is still available.
-void* Allocator::allocate_overflow(size_t n, bool zero, Origin origin) {
-  void* p = large_.allocate(n, kMinAlign, zero, origin);
+// Every block the large heap serves: blocks above the size classes, over-
+// aligned ones, and small ones whose class region is full.
+void* Allocator::allocate_large(size_t n, size_t align, bool zero, Origin origin) {
+  void* p = large_.allocate(n, align, zero, origin);
   if (p == nullptr) pal::set_errno(ENOMEM);
   return p;
 }
@@ -231,34 +228,26 @@ void Allocator::deallocate_slow(void* ptr) {
 }
 
 void* Allocator::allocate_zeroed(size_t n) {
-  if (n > kMaxSmallSize) {
-    if (!ensure_ready()) {
-      pal::set_errno(ENOMEM);
-      return nullptr;
-    }
-    // Fresh mappings are zero already; only reused ones are cleared.
-    void* p = large_.allocate(n, kMinAlign, true, Origin::Malloc);
-    if (p == nullptr) pal::set_errno(ENOMEM);
+  if (n < kZeroTrackedMin) {
+    void* p = allocate(n, Origin::Malloc);
+    if (p != nullptr) memset(p, 0, n);
     return p;
   }
-  if (n >= kZeroTrackedMin) {
-    // Big enough that touching fresh zero pages matters (RSS, page faults):
-    // take the slot centrally, where the slab knows if it is still zero.
-    if (!ensure_ready()) {
-      pal::set_errno(ENOMEM);
-      return nullptr;
-    }
-    unsigned c = size_to_class(n);
-    bool zeroed = false;
-    void* slot = slabs_.take_one(c, &zeroed);
-    if (slot == nullptr) return allocate_overflow(n, true, Origin::Malloc);
-    write_allocated_header(reinterpret_cast<uintptr_t>(slot), c, Origin::Malloc, kSizeClasses[c].usable - n);
-    if (!zeroed) memset(slot, 0, n);
-    return slot;
+  // Big enough that touching fresh zero pages matters (RSS, page faults):
+  // fresh large mappings are zero already, and a slab slot is taken
+  // centrally, where the slab knows whether it still reads as zero.
+  if (!ensure_ready()) {
+    pal::set_errno(ENOMEM);
+    return nullptr;
   }
-  void* p = allocate(n, Origin::Malloc);
-  if (p != nullptr) memset(p, 0, n);
-  return p;
+  if (n > kMaxSmallSize) return allocate_large(n, kMinAlign, true, Origin::Malloc);
+  unsigned c = size_to_class(n);
+  bool zeroed = false;
+  void* slot = slabs_.take_one(c, &zeroed);
+  if (slot == nullptr) return allocate_large(n, kMinAlign, true, Origin::Malloc);
+  write_allocated_header(reinterpret_cast<uintptr_t>(slot), c, Origin::Malloc, kSizeClasses[c].usable - n);
+  if (!zeroed) memset(slot, 0, n);
+  return slot;
 }
 
 void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
@@ -275,9 +264,7 @@ void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
     if (!slabs_.contains(block)) {
       // Served by the large heap (class region full): align there instead.
       deallocate(b);
-      void* p = large_.allocate(n, align, false, origin);
-      if (p == nullptr) pal::set_errno(ENOMEM);
-      return p;
+      return allocate_large(n, align, false, origin);
     }
     unsigned c = size_to_class(padded);
     uintptr_t p = align_up(block, align);
@@ -296,9 +283,7 @@ void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
     }
     return reinterpret_cast<void*>(p);
   }
-  void* p = large_.allocate(n, align, false, origin);
-  if (p == nullptr) pal::set_errno(ENOMEM);
-  return p;
+  return allocate_large(n, align, false, origin);
 }
 
 void* Allocator::reallocate(void* ptr, size_t n) {

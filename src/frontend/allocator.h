@@ -163,7 +163,7 @@ class Allocator {
   void flush_bin(unsigned c, Bin& bin, size_t keep);
   void flush_all(ThreadCache* tc);
   void* allocate_small_uncached(unsigned c, size_t n, Origin origin);
-  void* allocate_overflow(size_t n, bool zero, Origin origin);
+  void* allocate_large(size_t n, size_t align, bool zero, Origin origin);
   void free_small(uintptr_t block, unsigned c);
   bool resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool report);
   void mark_free(const ResolvedBlock& r);

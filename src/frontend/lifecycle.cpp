@@ -200,9 +200,11 @@ void Allocator::after_fork_child() {
 
 namespace {
 
-// In this object, which every use of the allocator links in, rather than
-// with the heapguard_* extras: a program that links libheapguard.a without
-// --whole-archive still gets the fork handlers and exit statistics.
+// The constructor and destructor live in this object, which every use of
+// the allocator links in, rather than with the heapguard_* extras: a program
+// that links libheapguard.a without --whole-archive still gets the fork
+// handlers and exit statistics.
+
 // Where the exit statistics go: a duplicate of stderr taken at start-up,
 // because some programs (coreutils) close stderr before they exit.
 constinit int g_exit_report_fd = 2;
@@ -223,9 +225,8 @@ __attribute__((constructor)) void heapguard_library_init() {
 __attribute__((destructor)) void heapguard_library_fini() {
   if (!wants_exit_statistics()) return;
   MessageBuilder m;
-  m.str("==").dec(uint64_t(pal::Pal::process_id())).str("==HeapGuard: heap statistics at exit (mode ")
-      .str(mode_name(options().mode)).str(")\n");
-  pal::Pal::write_all(g_exit_report_fd, m.data(), m.size());
+  m.str("heap statistics at exit (mode ").str(mode_name(options().mode)).ch(')');
+  print_line(m, g_exit_report_fd);
   format_malloc_stats(
       g_allocator.figures(), [](void*, const char* s, size_t n) { pal::Pal::write_all(g_exit_report_fd, s, n); },
       nullptr);

@@ -145,8 +145,9 @@ void* LargeHeap::allocate(size_t size, size_t align, bool zero, Origin origin) {
   }
 
   uintptr_t user = align <= kMinAlign ? base + kLargeHeaderRoom : align_up(base + kLargeHeaderRoom, align);
-  if (!table_.insert({user, base, map_size, size})) {
-    slack_bytes_.fetch_sub(map_size - need, std::memory_order_relaxed);
+  LargeBlock block{user, base, map_size, size};
+  if (!table_.insert(block)) {
+    slack_bytes_.fetch_sub(slack_of(block), std::memory_order_relaxed);
     put_cached(base, map_size);
     return nullptr;
   }
@@ -183,17 +184,8 @@ void* LargeHeap::reallocate(uintptr_t user, size_t new_size) {
   if (!checked_add(new_size, offset, &need) || !checked_align_up(need, page, &need) || need > (SIZE_MAX >> 2)) return nullptr;
   if (need <= b.map_size) {
     // Fits the mapping: keep it (slack budget permitting), no copy, no syscall.
-    size_t old_slack = slack_of(b);
-    slack_bytes_.fetch_sub(old_slack, std::memory_order_relaxed);
-    size_t kept = fit_slack(b.map_base, b.map_size, need);
-    if (kept != b.map_size) {
-      table_.erase(user, &b);
-      b.map_size = kept;
-      b.requested = new_size;
-      table_.insert(b);
-    } else {
-      table_.update_requested(user, new_size);
-    }
+    slack_bytes_.fetch_sub(slack_of(b), std::memory_order_relaxed);
+    table_.update_extent(user, fit_slack(b.map_base, b.map_size, need), new_size);
     return reinterpret_cast<void*>(user);
   }
   // Out of the table before the pages move: once mremap has moved them, the

@@ -55,11 +55,12 @@ bool RegionTable::find(uintptr_t user, LargeBlock* out) {
   return true;
 }
 
-bool RegionTable::update_requested(uintptr_t user, size_t requested) {
+bool RegionTable::update_extent(uintptr_t user, size_t map_size, size_t requested) {
   Shard& s = shard_for(user);
   pal::LockGuard guard(s.lock);
   size_t i = find_index(s, user);
   if (i == SIZE_MAX) return false;
+  s.slots[i].map_size = map_size;
   s.slots[i].requested = requested;
   return true;
 }

@@ -28,7 +28,8 @@ class RegionTable {
   bool insert(const LargeBlock& block);
   bool find(uintptr_t user, LargeBlock* out);
   bool erase(uintptr_t user, LargeBlock* out);
-  bool update_requested(uintptr_t user, size_t requested);
+  // Records a resize done in place (same user address and mapping base).
+  bool update_extent(uintptr_t user, size_t map_size, size_t requested);
   size_t count();
 
   void lock_all();

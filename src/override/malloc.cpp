@@ -72,8 +72,9 @@ HEAPGUARD_EXPORT int mallopt(int param, int value) noexcept {
     default:
       // M_MMAP_THRESHOLD (glibc 2.36 takes any value), M_TOP_PAD,
       // M_MMAP_MAX, M_CHECK_ACTION, M_PERTURB, M_ARENA_TEST, M_ARENA_MAX and
-      // unknown numbers: tuning of glibc's arenas and mmap threshold. heapguard has no arenas and a fixed large-block
-      // threshold, so they are accepted with no effect (docs/api.md).
+      // unknown numbers: tuning of glibc's arenas and mmap threshold.
+      // heapguard has no arenas and a fixed large-block threshold, so they
+      // are accepted with no effect (docs/api.md).
       return 1;
   }
 }

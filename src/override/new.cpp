@@ -12,7 +12,6 @@
 // bad_alloc and new_handler behaviour.
 #include <new>
 
-
 #include "frontend/frontend.h"
 
 using heapguard::g_allocator;
@@ -38,6 +37,10 @@ std::new_handler (*cxx_get_new_handler())() noexcept {
   heapguard::report_fatal(heapguard::ErrorKind::OutOfMemory, 0, m);
 }
 
+HEAPGUARD_FAST_PATH void* allocate_for_new(size_t n, size_t align, Origin origin) {
+  return align <= heapguard::kMinAlign ? g_allocator.allocate(n, origin) : g_allocator.allocate_aligned(align, n, origin);
+}
+
 // [new.delete.single]: loop calling the new_handler until allocation
 // succeeds; no handler means std::bad_alloc.
 HEAPGUARD_SLOW_PATH void* new_slow(size_t n, size_t align, Origin origin) {
@@ -47,7 +50,7 @@ HEAPGUARD_SLOW_PATH void* new_slow(size_t n, size_t align, Origin origin) {
     std::new_handler handler = get_handler();
     if (handler == nullptr) std::__throw_bad_alloc();
     handler();
-    void* p = align <= heapguard::kMinAlign ? g_allocator.allocate(n, origin) : g_allocator.allocate_aligned(align, n, origin);
+    void* p = allocate_for_new(n, align, origin);
     if (p != nullptr) return p;
   }
 }
@@ -67,7 +70,7 @@ void* new_aligned_impl(size_t n, std::align_val_t align, Origin origin) {
 // The nothrow forms behave as if they called the throwing form and caught
 // std::bad_alloc (a new_handler may throw it to give up).
 void* new_nothrow(size_t n, size_t align, Origin origin) noexcept {
-  void* p = align <= heapguard::kMinAlign ? g_allocator.allocate(n, origin) : g_allocator.allocate_aligned(align, n, origin);
+  void* p = allocate_for_new(n, align, origin);
   if (HEAPGUARD_LIKELY(p != nullptr) || cxx_get_new_handler() == nullptr) return p;
   try {
     return new_slow(n, align, origin);

@@ -68,12 +68,16 @@ uintptr_t SlabHeap::block_containing(uintptr_t p, unsigned c) const {
   return p - in_slab + kSlabLeadIn + kHeaderSize + k * sc.slot_size;
 }
 
-bool SlabHeap::slot_was_used(uintptr_t p, unsigned c) const {
+SlabHeap::SlotRef SlabHeap::locate_slot(uintptr_t p, unsigned c) const {
   const SizeClass& sc = kSizeClasses[c];
   uintptr_t off = p - region_base(c);
-  const SlabMeta& m = meta(c, uint32_t(off >> sc.slab_shift));
-  size_t k = slot_index(sc, (off & ((uintptr_t{1} << sc.slab_shift) - 1)) - kSlabLeadIn - kHeaderSize);
-  return k < __atomic_load_n(&m.high_water, __ATOMIC_RELAXED);
+  size_t in_slab = off & ((uintptr_t{1} << sc.slab_shift) - 1);
+  return {uint32_t(off >> sc.slab_shift), slot_index(sc, in_slab - kSlabLeadIn - kHeaderSize)};
+}
+
+bool SlabHeap::slot_was_used(uintptr_t p, unsigned c) const {
+  SlotRef slot = locate_slot(p, c);
+  return slot.index < __atomic_load_n(&meta(c, slot.slab).high_water, __ATOMIC_RELAXED);
 }
 
 void SlabHeap::push_front(unsigned c, uint8_t list, uint32_t index) {
@@ -150,7 +154,7 @@ bool SlabHeap::take_slab(unsigned c, uint32_t* index) {
   return true;
 }
 
-size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
+size_t SlabHeap::take_slots(unsigned c, void** out, size_t want, bool* first_zeroed) {
   const SizeClass& sc = kSizeClasses[c];
   Central& central = central_[c];
   size_t n = 0;
@@ -166,6 +170,7 @@ size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
           unsigned b = unsigned(__builtin_ctzll(bits));
           bits &= bits - 1;
           size_t k = w * 64 + b;
+          if (n == 0 && first_zeroed != nullptr) *first_zeroed = k >= m.zero_from;
           out[n++] = reinterpret_cast<void*>(first + k * sc.slot_size);
           --m.free_count;
           if (k >= m.high_water) __atomic_store_n(&m.high_water, uint16_t(k + 1), __ATOMIC_RELAXED);
@@ -178,6 +183,11 @@ size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
     }
     central.slots_out += n;
   }
+  return n;
+}
+
+size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
+  size_t n = take_slots(c, out, want, nullptr);
   for (size_t i = 0, j = n; i + 1 < j; ++i, --j) {
     void* t = out[i];
     out[i] = out[j - 1];
@@ -187,25 +197,8 @@ size_t SlabHeap::refill(unsigned c, void** out, size_t want) {
 }
 
 void* SlabHeap::take_one(unsigned c, bool* zeroed) {
-  const SizeClass& sc = kSizeClasses[c];
-  pal::LockGuard guard(central_[c].lock);
-  uint32_t index;
-  if (!take_slab(c, &index)) return nullptr;
-  SlabMeta& m = meta(c, index);
-  for (size_t w = 0; w < kMaxSlotsPerSlab / 64; ++w) {
-    if (m.free_bits[w] == 0) continue;
-    size_t k = w * 64 + unsigned(__builtin_ctzll(m.free_bits[w]));
-    m.free_bits[w] &= m.free_bits[w] - 1;
-    --m.free_count;
-    *zeroed = k >= m.zero_from;
-    if (k >= m.high_water) __atomic_store_n(&m.high_water, uint16_t(k + 1), __ATOMIC_RELAXED);
-    if (k >= m.zero_from) m.zero_from = uint16_t(k + 1);
-    unlink(c, index);
-    if (m.free_count != 0) push_front(c, kPartial, index);
-    ++central_[c].slots_out;
-    return reinterpret_cast<void*>(slab_base(c, index) + kSlabLeadIn + kHeaderSize + k * sc.slot_size);
-  }
-  slab_corrupted(slab_base(c, index), "slab on a free list has no free slot");
+  void* slot;
+  return take_slots(c, &slot, 1, zeroed) == 1 ? slot : nullptr;
 }
 
 size_t SlabHeap::retain_slabs(unsigned c) const {
@@ -223,13 +216,11 @@ void SlabHeap::release(unsigned c, void* const* blocks, size_t n) {
   size_t purge_count = 0;
   {
     pal::LockGuard guard(central.lock);
-    uintptr_t rb = region_base(c);
-    uintptr_t mask = (uintptr_t{1} << sc.slab_shift) - 1;
     for (size_t i = 0; i < n; ++i) {
       uintptr_t p = reinterpret_cast<uintptr_t>(blocks[i]);
-      uintptr_t off = p - rb;
-      uint32_t index = uint32_t(off >> sc.slab_shift);
-      size_t k = slot_index(sc, (off & mask) - kSlabLeadIn - kHeaderSize);
+      SlotRef slot = locate_slot(p, c);
+      uint32_t index = slot.slab;
+      size_t k = slot.index;
       SlabMeta& m = meta(c, index);
       uint64_t bit = uint64_t{1} << (k & 63);
       if ((m.free_bits[k >> 6] & bit) != 0 || m.list == kInFlight) slab_corrupted(p, "slot released twice");
@@ -257,7 +248,7 @@ void SlabHeap::release(unsigned c, void* const* blocks, size_t n) {
   if (purge_count != 0) purge_slabs(c, to_purge, purge_count);
 }
 
-void SlabHeap::purge_slabs(unsigned c, const uint32_t* indices, size_t n) {
+size_t SlabHeap::purge_slabs(unsigned c, const uint32_t* indices, size_t n) {
   size_t slab_bytes = size_t{1} << kSizeClasses[c].slab_shift;
   bool zeroed[kPurgeBatch];
   size_t purged = 0;
@@ -278,6 +269,7 @@ void SlabHeap::purge_slabs(unsigned c, const uint32_t* indices, size_t n) {
       push_front(c, kEmpty, indices[i]);
     }
   }
+  return purged * slab_bytes;
 }
 
 size_t SlabHeap::purge_all_empty() {
@@ -305,9 +297,7 @@ size_t SlabHeap::purge_all_empty() {
       }
       if (n == 0) break;
       remaining -= n;
-      uint64_t before = purged_total_.load(std::memory_order_relaxed);
-      purge_slabs(c, batch, n);
-      total += purged_total_.load(std::memory_order_relaxed) - before;
+      total += purge_slabs(c, batch, n);
     }
   }
   return total;

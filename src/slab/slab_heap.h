@@ -122,7 +122,17 @@ class SlabHeap {
   void unlink(unsigned c, uint32_t index);
   bool take_slab(unsigned c, uint32_t* index);
   bool grow(unsigned c);
-  void purge_slabs(unsigned c, const uint32_t* indices, size_t n);
+  // Returns the bytes actually purged (mlocked slabs fail and stay dirty).
+  size_t purge_slabs(unsigned c, const uint32_t* indices, size_t n);
+  // refill and take_one: up to `want` slots in address order; first_zeroed,
+  // if given, says whether out[0] still reads as zero.
+  size_t take_slots(unsigned c, void** out, size_t want, bool* first_zeroed);
+  struct SlotRef {
+    uint32_t slab;  // slab index within the class region
+    size_t index;   // slot index within the slab
+  };
+  // Decodes a slot start (is_block_start true) into slab and slot indices.
+  SlotRef locate_slot(uintptr_t p, unsigned c) const;
   size_t retain_slabs(unsigned c) const;
 
   uintptr_t base_ = 0;

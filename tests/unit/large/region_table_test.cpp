@@ -35,9 +35,10 @@ TEST(RegionTable, MatchesAModelThroughGrowthAndDeletion) {
   }
   LargeBlock out;
   EXPECT_FALSE(table->find(0x7f0000000000 + 17, &out));
-  EXPECT_TRUE(table->update_requested(model.begin()->first, 7));
+  EXPECT_TRUE(table->update_extent(model.begin()->first, 4096, 7));
   ASSERT_TRUE(table->find(model.begin()->first, &out));
   EXPECT_EQ(out.requested, 7u);
+  EXPECT_EQ(out.map_size, 4096u);
   table->unmap_for_testing();
   delete table;
 }
