@@ -202,6 +202,17 @@ TEST(Mallinfo, TracksTenMiB) {
 }
 #pragma GCC diagnostic pop
 
+// Reads a temporary file from its start and closes it.
+std::string read_and_close(FILE* f) {
+  std::string out;
+  std::rewind(f);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  std::fclose(f);
+  return out;
+}
+
 // Runs fn with fd 2 redirected to a temporary file and returns what was written.
 template <typename Fn>
 std::string capture_stderr(Fn fn) {
@@ -215,13 +226,7 @@ std::string capture_stderr(Fn fn) {
   std::fflush(stderr);
   dup2(saved, 2);
   close(saved);
-  std::string out;
-  std::rewind(tmp);
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, tmp)) > 0) out.append(buf, n);
-  std::fclose(tmp);
-  return out;
+  return read_and_close(tmp);
 }
 
 TEST(MallocStats, WritesToStderr) {
@@ -238,12 +243,7 @@ TEST(MallocInfo, WritesMallocXml) {
   FILE* f = std::tmpfile();
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(malloc_info(0, f), 0);
-  std::string xml;
-  std::rewind(f);
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) xml.append(buf, n);
-  std::fclose(f);
+  const std::string xml = read_and_close(f);
   EXPECT_EQ(xml.rfind("<malloc", 0), 0u) << xml.substr(0, 200);
   EXPECT_NE(xml.find("</malloc>"), std::string::npos) << "unterminated XML";
   for (void* p : blocks) free(p);
