@@ -13,7 +13,40 @@
 namespace heapguard {
 namespace {
 
-enum class Type { Bool, Int };
+enum class Type { Bool, Int, Aligned, Enum };
+
+// Redzones and other Aligned values are laid out in whole granules.
+constexpr int64_t kAlignedGranule = 16;
+
+// An enum option's accepted names, "none|large|slabs": its enumerator list
+// from options.def (stringised, "(None, Large, Slabs)"), lower-cased. Built
+// at compile time from the same tokens that declare the C++ enum, so the two
+// cannot disagree on names or order.
+struct EnumNames {
+  char text[64] = {};
+  int64_t count = 0;
+};
+
+constexpr EnumNames enum_names(const char* list) {
+  EnumNames names;
+  size_t n = 0;
+  names.count = 1;
+  for (const char* p = list; *p != '\0'; ++p) {
+    char c = *p;
+    if (c == '(' || c == ')' || c == ' ') continue;
+    if (c == ',') {
+      c = '|';
+      ++names.count;
+    } else if (c >= 'A' && c <= 'Z') {
+      c = char(c - 'A' + 'a');
+    }
+    names.text[n++] = c;
+  }
+  // Writing past the array is not a constant expression: too long a list
+  // fails to compile instead of losing its terminator.
+  names.text[n] = '\0';
+  return names;
+}
 
 struct OptionInfo {
   const char* name;
@@ -21,24 +54,35 @@ struct OptionInfo {
   int64_t min, max;
   int64_t defaults[4];  // indexed by Mode
   int64_t Options::*field;
+  EnumNames names;  // Enum only
 };
 
 constexpr OptionInfo kOptions[] = {
 #define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help) \
-  {#name, Type::type, min, max, {fast, hardened, debug, fuzz}, &Options::name},
+  {#name, Type::type, min, max, {fast, hardened, debug, fuzz}, &Options::name, {}},
+#define HEAPGUARD_ENUM_OPTION(name, EnumType, values, fast, hardened, debug, fuzz, help)                  \
+  {#name, Type::Enum, 0, enum_names(#values).count - 1,                                                   \
+   {int64_t(EnumType::fast), int64_t(EnumType::hardened), int64_t(EnumType::debug), int64_t(EnumType::fuzz)}, \
+   &Options::name, enum_names(#values)},
 #include "config/options.def"
+#undef HEAPGUARD_ENUM_OPTION
 #undef HEAPGUARD_OPTION
 };
 
+consteval bool defaults_are_valid() {
+  for (const OptionInfo& info : kOptions) {
+    for (int64_t d : info.defaults) {
+      if (d < info.min || d > info.max) return false;
+      if (info.type == Type::Aligned && d % kAlignedGranule != 0) return false;
+    }
+  }
+  return true;
+}
+static_assert(defaults_are_valid(), "an options.def default is outside its own range");
+
 constexpr Mode kModes[] = {Mode::Fast, Mode::Hardened, Mode::Debug, Mode::Fuzz};
 
-// One page, so that sealing it protects nothing else.
-struct alignas(4096) SealedOptions {
-  Options value;
-  char pad[4096 - sizeof(Options)];
-};
-static_assert(sizeof(SealedOptions) == 4096);
-constinit SealedOptions g_sealed{};
+constinit Sealed<Options> g_sealed{};
 constinit bool g_initialised = false;
 constinit std::atomic<int64_t> g_retain_kb_override{-1};
 
@@ -51,17 +95,20 @@ bool equal(const char* a, size_t alen, const char* b) {
 
 bool is_separator(char c) { return c == ':' || c == ',' || c == ' ' || c == '\t' || c == '\n'; }
 
+// Decimal only, optionally negative; no strtol (it consults the locale).
 bool parse_int(const char* s, size_t len, int64_t* out) {
-  if (len == 0 || len > 18) return false;
-  bool negative = s[0] == '-';
+  constexpr uint64_t kLimit = uint64_t(INT64_MAX);
+  bool negative = len > 0 && s[0] == '-';
   size_t i = negative ? 1 : 0;
   if (i == len) return false;
-  int64_t v = 0;
+  uint64_t v = 0;
   for (; i < len; ++i) {
     if (s[i] < '0' || s[i] > '9') return false;
-    v = v * 10 + (s[i] - '0');
+    uint64_t digit = uint64_t(s[i] - '0');
+    if (v > (kLimit - digit) / 10) return false;
+    v = v * 10 + digit;
   }
-  *out = negative ? -v : v;
+  *out = negative ? -int64_t(v) : int64_t(v);
   return true;
 }
 
@@ -71,29 +118,92 @@ bool parse_bool(const char* s, size_t len, int64_t* out) {
   return false;
 }
 
+bool parse_enum(const EnumNames& names, const char* s, size_t len, int64_t* out) {
+  const char* name = names.text;
+  for (int64_t index = 0; index < names.count; ++index) {
+    size_t n = 0;
+    while (name[n] != '|' && name[n] != '\0') ++n;
+    if (n == len) {
+      size_t i = 0;
+      while (i < len && s[i] == name[i]) ++i;
+      if (i == len) return (*out = index), true;
+    }
+    name += n + 1;
+  }
+  return false;
+}
+
+bool parse_value(const OptionInfo& info, const char* s, size_t len, int64_t* out) {
+  int64_t v = 0;
+  bool ok = false;
+  switch (info.type) {
+    case Type::Bool: ok = parse_bool(s, len, &v); break;
+    case Type::Int: ok = parse_int(s, len, &v); break;
+    case Type::Aligned: ok = parse_int(s, len, &v) && v % kAlignedGranule == 0; break;
+    case Type::Enum: ok = parse_enum(info.names, s, len, &v); break;
+  }
+  if (!ok || v < info.min || v > info.max) return false;
+  *out = v;
+  return true;
+}
+
 void append(MessageBuilder& m, const char* s, size_t len) {
   for (size_t i = 0; i < len; ++i) m.ch(s[i]);
+}
+
+// The value as a user writes it: an enum by name, anything else in decimal.
+void append_value(MessageBuilder& m, const OptionInfo& info, int64_t v) {
+  if (info.type != Type::Enum) {
+    m.dec(uint64_t(v));
+    return;
+  }
+  const char* name = info.names.text;
+  for (int64_t index = 0; index < v && *name != '\0'; ++index) {
+    while (*name != '|' && *name != '\0') ++name;
+    if (*name == '|') ++name;
+  }
+  while (*name != '|' && *name != '\0') m.ch(*name++);
+}
+
+void append_accepted(MessageBuilder& m, const OptionInfo& info) {
+  switch (info.type) {
+    case Type::Bool: m.str("a boolean (0|1|true|false|yes|no)"); break;
+    case Type::Int: m.str("an integer in [").dec(uint64_t(info.min)).str(", ").dec(uint64_t(info.max)).ch(']'); break;
+    case Type::Aligned:
+      m.str("a multiple of ").dec(uint64_t(kAlignedGranule)).str(" in [").dec(uint64_t(info.min)).str(", ");
+      m.dec(uint64_t(info.max)).ch(']');
+      break;
+    case Type::Enum: m.str("one of ").str(info.names.text); break;
+  }
 }
 
 void emit(WarnFn warn, const MessageBuilder& m) { warn(m.data(), m.size()); }
 
 void apply_one(Options& opts, const char* key, size_t klen, const char* val, size_t vlen, bool has_value,
                WarnFn warn) {
+  if (klen == 0) {
+    MessageBuilder m;
+    m.str("HEAPGUARD_OPTIONS: '=");
+    append(m, val, vlen);
+    m.str("' names no option; ignored");
+    emit(warn, m);
+    return;
+  }
   for (const OptionInfo& info : kOptions) {
     if (!equal(key, klen, info.name)) continue;
-    int64_t v = 0;
-    bool ok = has_value && (info.type == Type::Bool ? parse_bool(val, vlen, &v) : parse_int(val, vlen, &v)) &&
-              v >= info.min && v <= info.max;
-    if (ok) {
-      opts.*info.field = v;
-      return;
-    }
+    if (has_value && parse_value(info, val, vlen, &(opts.*info.field))) return;
     MessageBuilder m;
-    m.str("HEAPGUARD_OPTIONS: ").str(info.name).str("='");
-    append(m, val, vlen);
-    if (info.type == Type::Bool) m.str("' is not a boolean (0|1|true|false|yes|no)");
-    else m.str("' is not an integer in [").dec(uint64_t(info.min)).str(", ").dec(uint64_t(info.max)).ch(']');
-    m.str("; keeping ").dec(uint64_t(opts.*info.field));
+    m.str("HEAPGUARD_OPTIONS: ").str(info.name);
+    if (has_value) {
+      m.str("='");
+      append(m, val, vlen);
+      m.str("' is not ");
+    } else {
+      m.str(" has no '=value', expected ");
+    }
+    append_accepted(m, info);
+    m.str("; keeping ");
+    append_value(m, info, opts.*info.field);
     emit(warn, m);
     return;
   }
@@ -157,6 +267,13 @@ Options parse_options(const OptionSources& sources, WarnFn warn) {
   return opts;
 }
 
+void describe_options(const Options& opts, MessageBuilder& out) {
+  for (const OptionInfo& info : kOptions) {
+    out.ch(' ').str(info.name).ch('=');
+    append_value(out, info, opts.*info.field);
+  }
+}
+
 void init_options() {
   if (g_initialised) return;
   OptionSources sources;
@@ -168,7 +285,7 @@ void init_options() {
   }
   g_sealed.value = parse_options(sources, stderr_warn);
   g_initialised = true;
-  pal::Pal::set_read_only(&g_sealed, sizeof g_sealed, true);
+  g_sealed.seal();
 }
 
 const Options& options() { return g_sealed.value; }

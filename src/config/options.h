@@ -12,10 +12,32 @@
 
 namespace heapguard {
 
+class MessageBuilder;  // ds/fatal.h
+
+#define HEAPGUARD_UNPAREN(...) __VA_ARGS__
+
+// The enum options' types, declared by their options.def lines so that their
+// order is the order of the value names users type:
+//   GuardLevel {None, Large, Slabs}, PoisonMode {None, Zero, Pattern},
+//   UafCheck {None, Bounded, Full}.
+#define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help)
+#define HEAPGUARD_ENUM_OPTION(name, Type, values, fast, hardened, debug, fuzz, help) \
+  enum class Type : uint8_t { HEAPGUARD_UNPAREN values };
+#include "config/options.def"
+#undef HEAPGUARD_ENUM_OPTION
+#undef HEAPGUARD_OPTION
+#undef HEAPGUARD_UNPAREN
+
+// One int64_t per option, so the fast path loads any option as one word. An
+// enum option holds its enumerator's index: read it as
+// static_cast<GuardLevel>(options().guard).
 struct Options {
   Mode mode = kDefaultMode;
 #define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help) int64_t name = hardened;
+#define HEAPGUARD_ENUM_OPTION(name, Type, values, fast, hardened, debug, fuzz, help) \
+  int64_t name = int64_t(Type::hardened);
 #include "config/options.def"
+#undef HEAPGUARD_ENUM_OPTION
 #undef HEAPGUARD_OPTION
 };
 
@@ -29,6 +51,11 @@ struct OptionSources {
 // problem through `warn`. Exposed for tests and fuzzing.
 using WarnFn = void (*)(const char* line, size_t len);
 Options parse_options(const OptionSources& sources, WarnFn warn);
+
+// Appends " name=value" for every option, in options.def order, enum values
+// by name: the start-up line of verbosity=1 uses it so that a user sees what
+// heapguard actually runs with.
+void describe_options(const Options& opts, MessageBuilder& out);
 
 // Reads the environment (not under AT_SECURE), parses, seals. Called once by
 // the allocator's init, before anything that may allocate.

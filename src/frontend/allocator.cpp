@@ -5,6 +5,7 @@
 // pointer can be a block, and only then reads the block's header, whose
 // keyed checksum decides whether it is intact.
 #include "frontend/allocator.h"
+#include "frontend/block_reports.h"
 
 #include <errno.h>
 
@@ -18,14 +19,27 @@ const char* call_name(ApiCall call) {
     case ApiCall::Free: return "free";
     case ApiCall::Realloc: return "realloc";
     case ApiCall::UsableSize: return "malloc_usable_size";
+    case ApiCall::Delete: return "operator delete";
+    case ApiCall::DeleteArray: return "operator delete []";
+    case ApiCall::FreeSized: return "free_sized";
   }
   return "free";
 }
 
+}  // namespace
+
 MessageBuilder& describe_region(MessageBuilder& m, uintptr_t p, uintptr_t start, size_t size) {
-  m.hex(p).str(" is located ").dec(p - start).str(" bytes inside of ").dec(size).str("-byte region [").hex(start).ch(',').hex(start + size).ch(')');
+  m.hex(p).str(" is located ");
+  if (p < start) m.dec(start - p).str(" bytes to the left of ");
+  else if (p >= start + size && !(p == start && size == 0)) m.dec(p - (start + size)).str(" bytes to the right of ");
+  else m.dec(p - start).str(" bytes inside of ");
+  m.dec(size).str("-byte region [").hex(start).ch(',').hex(start + size).ch(')');
   return m;
 }
+
+const char* api_call_name(ApiCall call) { return call_name(call); }
+
+namespace {
 
 [[noreturn]] HEAPGUARD_COLD void report_double_free(uintptr_t p, uintptr_t start, size_t size, ApiCall call) {
   MessageBuilder m;
@@ -69,7 +83,9 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
     if (slabs_.is_block_start(p, c)) {
       uint64_t word = HeaderCodec::load(p);
       bool intact = g_header_codec.unpack(word, p - kHeaderSize, &h);
-      if (!report && !(intact && h.state == ChunkState::Allocated && h.class_id == c && !h.aligned_alias)) return false;
+      if (!report && !(intact && h.state == ChunkState::Allocated && h.class_id == c && !h.aligned_alias &&
+                       h.alias_offset16 == 0))
+        return false;
       // A zero header: the slot was never written, or its slab was purged
       // after the block was freed. The slab's high-water mark tells which.
       if (word == 0 || (intact && h.state == ChunkState::Unused)) {
@@ -77,39 +93,53 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
         report_invalid(p, "is a heapguard slot that was never allocated", call);
       }
       if (!intact || h.class_id != c || h.aligned_alias) report_bad_header(p, p - kHeaderSize);
+      if (h.alias_offset16 != 0) {
+        // The block's handle is further in (redzone or alignment).
+        uintptr_t user = p + uintptr_t(h.alias_offset16) * 16;
+        size_t usable = p + sc.usable - user;
+        if (h.state == ChunkState::Allocated) report_interior(p, user, usable - h.unused_bytes, call);
+        report_invalid(p, "points into a heapguard slot that is not allocated", call);
+      }
       if (h.state != ChunkState::Allocated) report_double_free(p, p, sc.usable - h.unused_bytes, call);
       *out = {p, p, c, h, sc.usable, sc.usable - h.unused_bytes};
       return true;
     }
     uintptr_t block = slabs_.block_containing(p, c);
-    if (block != 0 && p > block && p < block + sc.usable && (p & (kMinAlign - 1)) == 0) {
-      ChunkHeader alias;
-      if (g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &alias) && alias.aligned_alias &&
-          alias.class_id == c && block + uintptr_t(alias.alias_offset16) * 16 == p) {
-        bool intact = g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, &h);
+    if (block != 0 && p >= block) {
+      bool intact = g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, &h);
+      if (intact && h.class_id == c && !h.aligned_alias && h.alias_offset16 != 0 &&
+          block + uintptr_t(h.alias_offset16) * 16 == p) {
         size_t usable = block + sc.usable - p;
-        if (!report && !(intact && h.state == ChunkState::Allocated && alias.state == ChunkState::Allocated)) return false;
-        if (!intact || h.class_id != c) report_bad_header(block, block - kHeaderSize);
-        if (h.state != ChunkState::Allocated || alias.state != ChunkState::Allocated)
-          report_double_free(p, p, usable - alias.unused_bytes, call);
-        *out = {p, block, c, h, usable, usable - alias.unused_bytes};
-        return true;
+        if (h.state == ChunkState::Allocated) {
+          *out = {p, block, c, h, usable, usable - h.unused_bytes};
+          return true;
+        }
+        if (!report) return false;
+        if (h.state == ChunkState::Unused) report_invalid(p, "points into a heapguard slot that is not allocated", call);
+        report_double_free(p, p, usable - h.unused_bytes, call);
       }
-    }
-    if (!report) return false;
-    if (block != 0 && p < block)
-      report_invalid(p, "points into the chunk header in front of a heapguard block", call);
-    if (block != 0) {
-      ChunkHeader owner;
-      if (g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, &owner) &&
-          owner.state == ChunkState::Allocated && !owner.aligned_alias)
-        report_interior(p, block, sc.usable - owner.unused_bytes, call);
+      if (!report) return false;
+      if (!intact || h.class_id != c || h.aligned_alias) {
+        if (HeaderCodec::load(block) == 0) report_invalid(p, "points into a heapguard slot that is not allocated", call);
+        report_bad_header(block, block - kHeaderSize);
+      }
+      if (h.state == ChunkState::Allocated) {
+        uintptr_t user = block + uintptr_t(h.alias_offset16) * 16;
+        size_t usable = block + sc.usable - user;
+        report_interior(p, user, usable - h.unused_bytes, call);
+      }
       report_invalid(p, "points into a heapguard slot that is not allocated", call);
     }
+    if (!report) return false;
+    if (block != 0) report_invalid(p, "points into the chunk header in front of a heapguard block", call);
     report_invalid(p, "points into the heapguard slab arena but not into any slot", call);
   }
   LargeBlock b;
   if (large_.lookup(p, &b)) {
+    if (b.quarantined) {
+      if (!report) return false;
+      report_double_free(p, p, b.requested, call);
+    }
     ChunkHeader h;
     bool intact = g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &h);
     if (!intact || h.class_id != kLargeClass || h.state != ChunkState::Allocated) {
@@ -128,6 +158,7 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
     pal::set_errno(ENOMEM);
     return nullptr;
   }
+  if (g_policy.checked) return allocate_checked(n, kMinAlign, origin, false);
   if (n > kMaxSmallSize) return allocate_large(n, kMinAlign, false, origin);
   unsigned c = size_to_class(n);
   ThreadCache* tc = t_cache;
@@ -138,14 +169,13 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
   Bin& bin = tc->bins[c];
   if (bin.count == 0) {
     size_t want = bin.cap > 1 ? bin.cap / 2 : 1;
-    size_t got = slabs_.refill(c, bin.slots, want);
+    size_t got = slabs_.refill(c, reinterpret_cast<void**>(bin.slots), want);
     // The class's region is full (only under a tight RLIMIT_AS, where regions
     // are small) or the OS refused memory: the large heap may still serve it.
     if (got == 0) return allocate_large(n, kMinAlign, false, origin);
-    std::atomic_signal_fence(std::memory_order_release);
-    bin.count = uint16_t(got);
+    encode_refilled(bin, got);
   }
-  uintptr_t p = reinterpret_cast<uintptr_t>(bin.slots[--bin.count]);
+  uintptr_t p = pop_slot(bin, c);
   write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
   return reinterpret_cast<void*>(p);
 }
@@ -160,6 +190,40 @@ void* Allocator::allocate_small_uncached(unsigned c, size_t n, Origin origin) {
   return slot;
 }
 
+uintptr_t Allocator::take_slot(unsigned c) {
+  ThreadCache* tc = t_cache;
+  if (tc->bins[c].cap == 0) {
+    tc = ensure_cache();
+    if (tc == nullptr) {
+      void* slot;
+      return slabs_.refill(c, &slot, 1) == 0 ? 0 : reinterpret_cast<uintptr_t>(slot);
+    }
+  }
+  Bin& bin = tc->bins[c];
+  if (bin.count == 0) {
+    size_t want = bin.cap > 1 ? bin.cap / 2 : 1;
+    size_t got = slabs_.refill(c, reinterpret_cast<void**>(bin.slots), want);
+    if (got == 0) return 0;
+    encode_refilled(bin, got);
+  }
+  return pop_slot(bin, c);
+}
+
+// The count is published only after every entry is encoded: a fork()
+// snapshot (see push_slot) must never see a raw address as an entry.
+void Allocator::encode_refilled(Bin& bin, size_t n) {
+  for (size_t i = 0; i < n; ++i) bin.slots[i] = g_bin_codec.encode(bin.slots[i], &bin.slots[i]);
+  std::atomic_signal_fence(std::memory_order_release);
+  bin.count = uint16_t(n);
+}
+
+void Allocator::bin_corrupted(const uintptr_t* entry) {
+  MessageBuilder m;
+  m.str("a thread-cache entry at ").hex(reinterpret_cast<uintptr_t>(entry))
+      .str(" decodes to no slot of its size class (the allocator's free list was overwritten)");
+  report_fatal(ErrorKind::MetadataCorruption, reinterpret_cast<uintptr_t>(entry), m);
+}
+
 // Every block the large heap serves: blocks above the size classes, over-
 // aligned ones, and small ones whose class region is full.
 void* Allocator::allocate_large(size_t n, size_t align, bool zero, Origin origin) {
@@ -172,13 +236,6 @@ void Allocator::mark_free(const ResolvedBlock& r) {
   ChunkHeader h = r.header;
   h.state = ChunkState::Free;
   HeaderCodec::store(r.block, g_header_codec.pack(h, r.block - kHeaderSize));
-  if (r.user != r.block) {
-    ChunkHeader alias;
-    if (g_header_codec.unpack(HeaderCodec::load(r.user), r.user - kHeaderSize, &alias)) {
-      alias.state = ChunkState::Free;
-      HeaderCodec::store(r.user, g_header_codec.pack(alias, r.user - kHeaderSize));
-    }
-  }
 }
 
 void Allocator::free_small(uintptr_t block, unsigned c) {
@@ -193,7 +250,7 @@ void Allocator::free_small(uintptr_t block, unsigned c) {
   }
   Bin& bin = tc->bins[c];
   if (bin.count == bin.cap) flush_bin(c, bin, bin.cap / 2);
-  push_slot(bin, reinterpret_cast<void*>(block));
+  push_slot(bin, block);
 }
 
 // Releases all but the newest `keep` slots. Every intermediate state of
@@ -201,24 +258,34 @@ void Allocator::free_small(uintptr_t block, unsigned c) {
 // to zero before the kept slots move down, and is raised again only once
 // they are in place, so the child can leak slots but never return one twice.
 // The released slots leave under the class lock, which fork() waits for.
+// Entries are encoded with their own address, so kept ones are re-encoded
+// as they move down.
 void Allocator::flush_bin(unsigned c, Bin& bin, size_t keep) {
   void* out[kMaxCacheCap];
   size_t n = bin.count - keep;
-  memcpy(out, bin.slots, n * sizeof(void*));
+  for (size_t i = 0; i < n; ++i) {
+    uintptr_t p = g_bin_codec.decode(bin.slots[i], &bin.slots[i]);
+    if (!slabs_.contains(p) || slabs_.class_of(p) != c) bin_corrupted(&bin.slots[i]);
+    out[i] = reinterpret_cast<void*>(p);
+  }
   bin.count = 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  memmove(bin.slots, bin.slots + n, keep * sizeof(void*));
+  for (size_t i = 0; i < keep; ++i) {
+    uintptr_t p = g_bin_codec.decode(bin.slots[n + i], &bin.slots[n + i]);
+    bin.slots[i] = g_bin_codec.encode(p, &bin.slots[i]);
+  }
   std::atomic_signal_fence(std::memory_order_seq_cst);
   bin.count = uint16_t(keep);
   slabs_.release(c, out, n);
 }
 
-void Allocator::deallocate_slow(void* ptr) {
+void Allocator::deallocate_slow(void* ptr, ApiCall call, size_t sized) {
   if (ptr == nullptr) return;
   uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
-  if (HEAPGUARD_UNLIKELY(!ensure_ready())) report_invalid(p, "was freed before the heap existed", ApiCall::Free);
+  if (HEAPGUARD_UNLIKELY(!ensure_ready())) report_invalid(p, "was freed before the heap existed", call);
+  if (g_policy.checked) return deallocate_checked(p, call, sized);
   ResolvedBlock r;
-  resolve(p, &r, ApiCall::Free, true);
+  resolve(p, &r, call, true);
   if (r.class_id == kLargeClass) {
     large_.deallocate(r.block);
     return;
@@ -228,6 +295,13 @@ void Allocator::deallocate_slow(void* ptr) {
 }
 
 void* Allocator::allocate_zeroed(size_t n) {
+  if (g_policy.checked) {
+    if (!ensure_ready()) {
+      pal::set_errno(ENOMEM);
+      return nullptr;
+    }
+    return allocate_checked(n, kMinAlign, Origin::Malloc, true);
+  }
   if (n < kZeroTrackedMin) {
     void* p = allocate(n, Origin::Malloc);
     if (p != nullptr) memset(p, 0, n);
@@ -256,6 +330,7 @@ void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
     pal::set_errno(ENOMEM);
     return nullptr;
   }
+  if (g_policy.checked) return allocate_checked(n, align, origin, false);
   size_t padded;
   if (align <= pal::Pal::page_size() && checked_add(n, align - kMinAlign, &padded) && padded <= kMaxSmallSize) {
     void* b = allocate(padded, origin);
@@ -269,18 +344,14 @@ void* Allocator::allocate_aligned(size_t align, size_t n, Origin origin) {
     unsigned c = size_to_class(padded);
     uintptr_t p = align_up(block, align);
     size_t usable = block + kSizeClasses[c].usable - p;
-    if (p == block) {
-      write_allocated_header(p, c, origin, usable - n);
-    } else {
-      ChunkHeader alias;
-      alias.class_id = c;
-      alias.state = ChunkState::Allocated;
-      alias.origin = origin;
-      alias.aligned_alias = true;
-      alias.unused_bytes = uint32_t(usable - n);
-      alias.alias_offset16 = uint32_t((p - block) / 16);
-      HeaderCodec::store(p, g_header_codec.pack(alias, p - kHeaderSize));
-    }
+    // The slot's header records where the aligned handle is.
+    ChunkHeader h;
+    h.class_id = c;
+    h.state = ChunkState::Allocated;
+    h.origin = origin;
+    h.unused_bytes = uint32_t(usable - n);
+    h.alias_offset16 = uint32_t((p - block) / 16);
+    HeaderCodec::store(block, g_header_codec.pack(h, block - kHeaderSize));
     return reinterpret_cast<void*>(p);
   }
   return allocate_large(n, align, false, origin);
@@ -295,6 +366,7 @@ void* Allocator::reallocate(void* ptr, size_t n) {
   }
   uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
   if (!ensure_ready()) report_invalid(p, "was passed before the heap existed", ApiCall::Realloc);
+  if (g_policy.checked) return reallocate_checked(p, n);
   ResolvedBlock r;
   resolve(p, &r, ApiCall::Realloc, true);
   if (r.class_id != kLargeClass) {
@@ -330,7 +402,9 @@ size_t Allocator::usable_size(const void* ptr) {
   if (!ensure_ready()) report_invalid(p, "was passed before the heap existed", ApiCall::UsableSize);
   ResolvedBlock r;
   resolve(p, &r, ApiCall::UsableSize, true);
-  return r.usable;
+  // With the slack checked, every byte past the request is an overflow, so
+  // the program is told exactly what it asked for (as ASan does).
+  return g_policy.check_slack ? r.requested : r.usable;
 }
 
 bool Allocator::owns(const void* ptr) {

@@ -4,17 +4,22 @@
 // init state machine and the fork handlers.
 //
 // Allocation code overview
-//   allocate(n)                       [fast, inline]
+//   allocate(n)                       [fast, inline; fast mode only]
 //     n small and the class's bin non-empty -> pop slot, write header
 //     otherwise -> allocate_slow(n)
 //       ensure_ready()                 first call in the process: init
+//       checked mode -> allocate_checked  (checked_paths.cpp: redzones,
+//                                       canary, poison; every other mode)
 //       n large -> LargeHeap::allocate
 //       cache unset -> ensure_cache()  first call on this thread
 //       bin empty -> SlabHeap::refill  batch of cap/2 under the class lock
-//   deallocate(p)                     [fast, inline]
+//   deallocate(p)                     [fast, inline; fast mode only]
 //     p in the slab arena, a slot start by out-of-line state, header
 //     verified and Allocated, bin not full -> mark Free, push slot
 //     otherwise -> deallocate_slow(p)
+//       checked mode -> deallocate_checked: resolve, mismatch and canary
+//                       checks, poison, quarantine (recycle() verifies the
+//                       poison when the block leaves it)
 //       resolve(p)                     full validation; reports and aborts
 //       large -> LargeHeap::deallocate
 //       bin full -> SlabHeap::release  oldest half under the class lock
@@ -26,8 +31,10 @@
 
 #include "config/config.h"
 #include "ds/ds.h"
+#include "frontend/policy.h"
 #include "frontend/thread_cache.h"
 #include "large/large.h"
+#include "quarantine/quarantine.h"
 #include "platform/platform.h"
 #include "slab/slab.h"
 
@@ -39,15 +46,20 @@ namespace heapguard {
 // validation against out-of-line state and the header checksum.
 struct ResolvedBlock {
   uintptr_t user = 0;     // the pointer the program holds
-  uintptr_t block = 0;    // the slot's block start (== user unless aligned alias)
+  uintptr_t block = 0;    // the slot's block start (== user unless a user offset)
   unsigned class_id = 0;  // kLargeClass for large blocks
-  ChunkHeader header;     // the block's own header (the slot's, for aliases)
-  size_t usable = 0;      // bytes usable from `user`
+  ChunkHeader header;     // the slot's header
+  size_t usable = 0;      // bytes usable from `user` (to the end of the slot)
   size_t requested = 0;   // bytes the program asked for
 };
 
-// Which entry point is validating a pointer; named in reports.
-enum class ApiCall : uint8_t { Free, Realloc, UsableSize };
+// Which entry point is releasing or validating a pointer: named in reports,
+// and it implies the API family the block must come from.
+enum class ApiCall : uint8_t { Free, Realloc, UsableSize, Delete, DeleteArray, FreeSized };
+
+// Sized release (sized operator delete, free_sized) passes the size; the
+// others pass this.
+inline constexpr size_t kUnsized = ~size_t{0};
 
 struct HeapFigures {
   size_t small_in_use_bytes = 0;   // slot bytes of live small blocks
@@ -57,12 +69,14 @@ struct HeapFigures {
   size_t small_cached_bytes = 0;   // free slots in thread caches
   size_t small_free_bytes = 0;     // free slots inside slabs (incl. empty slabs)
   size_t small_empty_slab_bytes = 0;
+  size_t small_quarantined_blocks = 0;
+  size_t small_quarantined_bytes = 0;  // slot bytes
   LargeStats large;
   size_t released_bytes_total = 0;
   size_t thread_caches = 0;
   size_t metadata_bytes = 0;
   struct PerClass {
-    size_t slot_size, live, cached, free;
+    size_t slot_size, live, cached, free, quarantined;
   } per_class[kNumClasses] = {};
 };
 
@@ -74,11 +88,11 @@ class Allocator {
   constexpr Allocator() = default;
 
   HEAPGUARD_FAST_PATH void* allocate(size_t n, Origin origin) {
-    if (HEAPGUARD_LIKELY(n <= kMaxSmallSize)) {
+    if (HEAPGUARD_LIKELY(n <= kMaxSmallSize && !g_policy.checked)) {
       unsigned c = size_to_class(n);
       Bin& bin = t_cache->bins[c];
       if (HEAPGUARD_LIKELY(bin.count != 0)) {
-        uintptr_t p = reinterpret_cast<uintptr_t>(bin.slots[--bin.count]);
+        uintptr_t p = pop_slot(bin, c);
         write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
         return reinterpret_cast<void*>(p);
       }
@@ -86,30 +100,35 @@ class Allocator {
     return allocate_slow(n, origin);
   }
 
-  HEAPGUARD_FAST_PATH void deallocate(void* ptr) {
+  // call names the API (free, operator delete, ...) and so the family the
+  // block must come from; sized is the size a sized release promised.
+  HEAPGUARD_FAST_PATH void deallocate(void* ptr, ApiCall call = ApiCall::Free, size_t sized = kUnsized) {
     uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
-    if (HEAPGUARD_LIKELY(slabs_.contains(p))) {
+    if (HEAPGUARD_LIKELY(slabs_.contains(p) && !g_policy.checked)) {
       unsigned c = slabs_.class_of(p);
       Bin& bin = t_cache->bins[c];
       ChunkHeader h;
       if (HEAPGUARD_LIKELY(bin.count < bin.cap && slabs_.is_block_start(p, c) &&
                            g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &h) &&
-                           h.state == ChunkState::Allocated && !h.aligned_alias && h.class_id == c)) {
+                           h.state == ChunkState::Allocated && h.alias_offset16 == 0 && !h.aligned_alias &&
+                           h.class_id == c)) {
         h.state = ChunkState::Free;
         HeaderCodec::store(p, g_header_codec.pack(h, p - kHeaderSize));
-        push_slot(bin, ptr);
+        push_slot(bin, p);
         return;
       }
     }
-    deallocate_slow(ptr);
+    deallocate_slow(ptr, call, sized);
   }
 
   void* allocate_slow(size_t n, Origin origin);
-  void deallocate_slow(void* ptr);
+  void deallocate_slow(void* ptr, ApiCall call, size_t sized);
   void* allocate_zeroed(size_t n);
   void* allocate_aligned(size_t align, size_t n, Origin origin);
   void* reallocate(void* ptr, size_t n);
   size_t usable_size(const void* ptr);
+  // A block leaving the quarantine: verifies its poison and hands it back.
+  void recycle(uintptr_t user);
   bool owns(const void* ptr);
 
   size_t trim();
@@ -142,11 +161,25 @@ class Allocator {
   // snapshot this thread's bin at any instant, and the child gives every
   // other thread's cached slots back to the heap. A snapshot must therefore
   // only ever miss a slot (a leak in the child), never see one twice.
-  HEAPGUARD_FAST_PATH static void push_slot(Bin& bin, void* slot) {
-    bin.slots[bin.count] = slot;
+  HEAPGUARD_FAST_PATH static void push_slot(Bin& bin, uintptr_t slot) {
+    bin.slots[bin.count] = g_bin_codec.encode(slot, &bin.slots[bin.count]);
     std::atomic_signal_fence(std::memory_order_release);
     bin.count = uint16_t(bin.count + 1);
   }
+
+  // Decodes the newest slot and checks it is plausible (a 16-aligned address
+  // in this class's region): a corrupted bin entry must not become a block.
+  HEAPGUARD_FAST_PATH uintptr_t pop_slot(Bin& bin, unsigned c) {
+    unsigned i = bin.count - 1u;
+    uintptr_t p = g_bin_codec.decode(bin.slots[i], &bin.slots[i]);
+    if (HEAPGUARD_UNLIKELY(!slabs_.contains(p) || slabs_.class_of(p) != c || (p & (kMinAlign - 1)) != 0))
+      bin_corrupted(&bin.slots[i]);
+    bin.count = uint16_t(i);
+    return p;
+  }
+  // Re-encodes after a refill wrote raw slot addresses into bin.slots[0, n).
+  static void encode_refilled(Bin& bin, size_t n);
+  [[noreturn]] static void bin_corrupted(const uintptr_t* entry);
 
   HEAPGUARD_FAST_PATH static void write_allocated_header(uintptr_t p, unsigned c, Origin origin, size_t unused) {
     ChunkHeader h;
@@ -167,16 +200,39 @@ class Allocator {
   void free_small(uintptr_t block, unsigned c);
   bool resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool report);
   void mark_free(const ResolvedBlock& r);
-  void* grow_or_move(const ResolvedBlock& r, size_t n);
+  // One slot of class c for the checked paths (bin, refill, or without a
+  // cache); 0 when the class region is full or the OS refused.
+  uintptr_t take_slot(unsigned c);
+  // Checked paths (checked_paths.cpp).
+  void* allocate_checked(size_t n, size_t align, Origin origin, bool zero);
+  void* finish_small_checked(uintptr_t block, unsigned c, size_t offset, size_t n, Origin origin, bool zero,
+                             bool known_zero);
+  void* finish_large_checked(void* p, size_t n, bool zero);
+  void deallocate_checked(uintptr_t p, ApiCall call, size_t sized);
+  void verify_release(const ResolvedBlock& r, ApiCall call, size_t sized);
+  void verify_canaries(const ResolvedBlock& r, ApiCall call);
+  void write_canaries(const ResolvedBlock& r);
+  void release_checked(const ResolvedBlock& r);
+  void* reallocate_checked(uintptr_t p, size_t n);
+  void configure_hardening();
+  void count_quarantined(unsigned c, int delta);
+  void verify_reused_slot(uintptr_t block, unsigned c, uint64_t header_word);
+  // malloc_trim: drains the quarantine, checking every block it releases.
+  void drain_quarantine_checked();
+  // Moves a retiring cache's quarantine counts to quarantined_elsewhere_.
+  void retire_quarantine_counts(ThreadCache* tc);
 
   SlabHeap slabs_;
   LargeHeap large_;
+  Quarantine quarantine_;
   MetadataArena arena_;
   pal::Lock init_lock_;
   pal::Lock registry_lock_;
   IntrusiveList registry_;
   IntrusiveList spare_caches_;
   size_t live_caches_ = 0;
+  // Quarantine counts of threads without a cache and of exited threads.
+  std::atomic<int64_t> quarantined_elsewhere_[kNumClasses] = {};
   unsigned thread_key_ = 0;
   std::atomic<int> state_{kUninit};
   std::atomic<bool> post_init_done_{false};

@@ -11,19 +11,28 @@ HeapFigures Allocator::figures() {
   HeapFigures f;
   if (!ensure_ready()) return f;
   size_t cached[kNumClasses] = {};
+  int64_t quarantined[kNumClasses] = {};
   {
     pal::LockGuard guard(registry_lock_);
     for (ListNode* n = registry_.front(); n != nullptr; n = n->next) {
       ThreadCache* tc = ThreadCache::from_node(n);
-      for (unsigned c = 1; c < kNumClasses; ++c) cached[c] += __atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED);
+      for (unsigned c = 1; c < kNumClasses; ++c) {
+        cached[c] += __atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED);
+        quarantined[c] += __atomic_load_n(&tc->quarantined[c], __ATOMIC_RELAXED);
+      }
     }
     f.thread_caches = live_caches_;
   }
   for (unsigned c = 1; c < kNumClasses; ++c) {
     const SizeClass& sc = kSizeClasses[c];
     SlabClassStats s = slabs_.class_stats(c);
-    size_t live = s.slots_out >= cached[c] ? s.slots_out - cached[c] : 0;
-    f.per_class[c] = {sc.slot_size, live, cached[c], s.free_slots};
+    int64_t q = quarantined[c] + quarantined_elsewhere_[c].load(std::memory_order_relaxed);
+    size_t in_quarantine = q > 0 ? size_t(q) : 0;
+    size_t out = s.slots_out >= cached[c] ? s.slots_out - cached[c] : 0;
+    size_t live = out >= in_quarantine ? out - in_quarantine : 0;
+    f.small_quarantined_blocks += in_quarantine;
+    f.small_quarantined_bytes += in_quarantine * sc.slot_size;
+    f.per_class[c] = {sc.slot_size, live, cached[c], s.free_slots, in_quarantine};
     f.small_live_blocks += live;
     f.small_in_use_bytes += live * sc.slot_size;
     f.small_usable_bytes += live * sc.usable;
@@ -43,6 +52,9 @@ size_t Allocator::trim() {
   // The calling thread's own cached slots go back first, so their slabs can
   // empty and be purged too.
   ThreadCache* tc = t_cache;
+  // Quarantined blocks leave first (each verified on the way), so their
+  // slots can join the purge; tests use this to force the checks.
+  drain_quarantine_checked();
   if (tc != &g_unset_cache && tc != &g_torn_down_cache) flush_all(tc);
   return slabs_.purge_all_empty() + large_.release_cache();
 }

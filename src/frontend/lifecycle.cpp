@@ -18,7 +18,7 @@ constinit thread_local ThreadCache* t_cache = &g_unset_cache;
 // calloc, and that nested call must not try to build a second cache.
 constinit thread_local bool t_in_cache_setup = false;
 constinit Allocator g_allocator;
-constinit HeaderCodec g_header_codec{0};
+constinit Sealed<HeaderCodec> g_header_codec_page{HeaderCodec{0}};
 
 namespace {
 
@@ -56,7 +56,6 @@ bool Allocator::init_slow() {
     pal::LockGuard guard(init_lock_);
     if (state_.load(std::memory_order_acquire) != kReady) {
       init_options();
-      g_header_codec.set_key(pal::Pal::entropy64());
       if (!slabs_.init()) {
         if (!g_init_failed_reported) {
           g_init_failed_reported = true;
@@ -66,6 +65,7 @@ bool Allocator::init_slow() {
         }
         return false;
       }
+      configure_hardening();
       if (!pal::Pal::create_thread_key(&thread_exit_hook, &thread_key_)) {
         MessageBuilder m;
         m.str("no pthread key left: thread caches will not be flushed at thread exit");
@@ -79,6 +79,8 @@ bool Allocator::init_slow() {
             .str(", verbosity=").dec(uint64_t(options().verbosity))
             .str(" print_stats=").dec(uint64_t(options().print_stats))
             .str(" retain_kb=").dec(uint64_t(retain_kb()))
+            .str(" quarantine_size_mb=").dec(uint64_t(options().quarantine_size_mb))
+            .str(" redzone=").dec(uint64_t(options().redzone))
             .str(", slab arena ").dec(uint64_t(slabs_.region_size() >> 20)).str(" MiB per class");
         print_line(m);
       }
@@ -108,13 +110,15 @@ ThreadCache* Allocator::new_cache() {
       tc = static_cast<ThreadCache*>(arena_.allocate(bytes, 64));
       if (tc == nullptr) return nullptr;
     }
-    void** storage = reinterpret_cast<void**>(tc + 1);
+    uintptr_t* storage = reinterpret_cast<uintptr_t*>(tc + 1);
     for (unsigned c = 1; c < kNumClasses; ++c) {
       tc->bins[c].slots = storage;
       tc->bins[c].count = 0;
       tc->bins[c].cap = kSizeClasses[c].cache_cap;
       storage += kSizeClasses[c].cache_cap;
     }
+    tc->quarantine = QuarantineBatch{};
+    for (int32_t& q : tc->quarantined) q = 0;
     tc->destructor_rounds = 0;
     tc->thread_key = thread_key_;
     tc->tid = pal::Pal::thread_id();
@@ -147,8 +151,10 @@ void Allocator::flush_all(ThreadCache* tc) {
 void Allocator::on_thread_exit(ThreadCache* tc) {
   // From here on this thread allocates without a cache (see allocate_slow).
   t_cache = &g_torn_down_cache;
+  quarantine_.flush(&tc->quarantine);
   flush_all(tc);
   pal::LockGuard guard(registry_lock_);
+  retire_quarantine_counts(tc);
   registry_.remove(&tc->node);
   spare_caches_.push_front(&tc->node);
   --live_caches_;
@@ -156,6 +162,7 @@ void Allocator::on_thread_exit(ThreadCache* tc) {
 
 void Allocator::before_fork() {
   init_lock_.lock();
+  quarantine_.lock_all();
   registry_lock_.lock();
   arena_.lock_for_fork().lock();
   slabs_.lock_all();
@@ -172,6 +179,7 @@ void Allocator::after_fork_parent() {
   slabs_.unlock_all();
   arena_.lock_for_fork().unlock();
   registry_lock_.unlock();
+  quarantine_.unlock_all();
   init_lock_.unlock();
 }
 
@@ -179,8 +187,12 @@ void Allocator::after_fork_child() {
   pal::t_owns_all_locks = false;
   large_.reset_locks_after_fork();
   slabs_.reset_locks_after_fork();
+  // Unless the layout is seeded (fuzz), a child must not replay its
+  // parent's slot choices: each forked server worker gets its own layout.
+  if (options().seed == 0) slabs_.reseed_after_fork(0);
   arena_.lock_for_fork().reset_after_fork();
   registry_lock_.reset_after_fork();
+  quarantine_.reset_locks_after_fork();
   init_lock_.reset_after_fork();
   // Only the forking thread survives: give the other threads' cached slots
   // back to the heap instead of leaking them in every child.
@@ -190,6 +202,7 @@ void Allocator::after_fork_child() {
     ThreadCache* tc = ThreadCache::from_node(n);
     if (tc != t_cache) {
       flush_all(tc);
+      retire_quarantine_counts(tc);
       registry_.remove(n);
       spare_caches_.push_front(n);
       --live_caches_;

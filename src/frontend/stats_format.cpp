@@ -31,6 +31,13 @@ void format_malloc_stats(const HeapFigures& f, TextSink sink, void* context) {
       .dec(f.small_cached_bytes + f.large.cached_bytes).str(" bytes, returned to the OS ").dec(f.released_bytes_total)
       .str(" bytes, metadata ").dec(f.metadata_bytes).str(" bytes\n");
   emit(sink, context, h);
+  if (f.small_quarantined_blocks + f.large.quarantined_blocks != 0) {
+    MessageBuilder q;
+    q.str("HeapGuard: quarantine ").dec(f.small_quarantined_blocks + f.large.quarantined_blocks).str(" blocks (")
+        .dec(f.large.quarantined_blocks).str(" large), ").dec(f.small_quarantined_bytes + f.large.quarantined_bytes)
+        .str(" bytes\n");
+    emit(sink, context, q);
+  }
 }
 
 void format_malloc_info(const HeapFigures& f, TextSink sink, void* context) {

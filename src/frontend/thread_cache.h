@@ -13,12 +13,16 @@
 #include <cstdint>
 
 #include "ds/ds.h"
+#include "quarantine/quarantine.h"
 #include "slab/slab.h"
 
 namespace heapguard {
 
+// Slots are stored encoded (g_bin_codec, keyed by each entry's address):
+// the bins are the allocator's free lists, and a leak or overwrite of them
+// must reveal or redirect nothing.
 struct Bin {
-  void** slots = nullptr;
+  uintptr_t* slots = nullptr;
   uint16_t count = 0;
   uint16_t cap = 0;
 };
@@ -29,6 +33,12 @@ struct ThreadCache {
   uint32_t tid = 0;
   unsigned thread_key = 0;  // the pthread key to re-arm in early destructor rounds
   uint8_t destructor_rounds = 0;
+  QuarantineBatch quarantine;  // this thread's freed blocks on their way to the global quarantine
+  // Small blocks this thread put into the quarantine minus those it took
+  // out (either may be negative: any thread recycles). Per thread, not
+  // shared atomics, so statistics cost the free path no contended write;
+  // figures() sums them.
+  int32_t quarantined[kNumClasses] = {};
 
   static ThreadCache* from_node(ListNode* n) {
     return reinterpret_cast<ThreadCache*>(reinterpret_cast<char*>(n) - offsetof(ThreadCache, node));

@@ -55,13 +55,22 @@ bool RegionTable::find(uintptr_t user, LargeBlock* out) {
   return true;
 }
 
-bool RegionTable::update_extent(uintptr_t user, size_t map_size, size_t requested) {
+bool RegionTable::replace(const LargeBlock& block) {
+  Shard& s = shard_for(block.user);
+  pal::LockGuard guard(s.lock);
+  size_t i = find_index(s, block.user);
+  if (i == SIZE_MAX) return false;
+  s.slots[i] = block;
+  return true;
+}
+
+bool RegionTable::mark_quarantined(uintptr_t user, LargeBlock* out) {
   Shard& s = shard_for(user);
   pal::LockGuard guard(s.lock);
   size_t i = find_index(s, user);
-  if (i == SIZE_MAX) return false;
-  s.slots[i].map_size = map_size;
-  s.slots[i].requested = requested;
+  if (i == SIZE_MAX || s.slots[i].quarantined) return false;
+  s.slots[i].quarantined = true;
+  *out = s.slots[i];
   return true;
 }
 

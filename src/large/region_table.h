@@ -14,11 +14,35 @@
 
 namespace heapguard {
 
+// One mapping and the block in it:
+//   [map_base | reserve | lead guard | window | trailing guard | reserve | end)
+// The window (window_begin .. window_end) is the only part in use. The lead
+// guard is lead_guard bytes, the trailing guard one page. Reserve pages are
+// what a reused or shrunk mapping does not need; they keep their contents
+// (resident memory is what makes reuse cheap), are inaccessible with
+// mprotect guards and plain with markers (a marker costs a page-table write
+// per page, so only guard pages get them). Without guards (guards off, or
+// past the budget) the guards are plain pages too. Cached mappings use the
+// same record with user == 0.
 struct LargeBlock {
   uintptr_t user = 0;      // block start; 0 marks an empty table slot
-  uintptr_t map_base = 0;  // the mapping that holds it
+  uintptr_t map_base = 0;  // the mapping that holds it, guards included
   size_t map_size = 0;
   size_t requested = 0;
+  uintptr_t window_begin = 0;
+  uintptr_t window_end = 0;  // where the trailing guard starts
+  // Offsets from map_base of the pages that may hold bytes of an earlier
+  // block of this mapping (or of this block before a resize); every other
+  // page reads as zero.
+  size_t dirty_begin = 0;
+  size_t dirty_end = 0;
+  uint32_t lead_guard = 0;
+  pal::GuardKind guard = pal::GuardKind::None;
+  uint8_t splits = 0;        // guard splits charged for this mapping
+  bool quarantined = false;  // freed, waiting in quarantine, inaccessible
+  // Dirty pages must be cleared before the window takes them, even when
+  // zeroes were not asked for: a block was released with scrub.
+  bool scrub = false;
 };
 
 class RegionTable {
@@ -28,8 +52,11 @@ class RegionTable {
   bool insert(const LargeBlock& block);
   bool find(uintptr_t user, LargeBlock* out);
   bool erase(uintptr_t user, LargeBlock* out);
-  // Records a resize done in place (same user address and mapping base).
-  bool update_extent(uintptr_t user, size_t map_size, size_t requested);
+  // Replaces the record of block.user (a resize done in place).
+  bool replace(const LargeBlock& block);
+  // Marks a live block quarantined; false when user is not a live block
+  // (absent or already quarantined). Atomic against concurrent calls.
+  bool mark_quarantined(uintptr_t user, LargeBlock* out);
   size_t count();
 
   void lock_all();

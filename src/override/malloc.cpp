@@ -16,6 +16,7 @@
 #include "platform/platform.h"
 
 using heapguard::g_allocator;
+using heapguard::ApiCall;
 using heapguard::Origin;
 
 extern "C" {
@@ -50,9 +51,11 @@ HEAPGUARD_EXPORT size_t malloc_usable_size(void* p) noexcept { return g_allocato
 
 // C23. The size and alignment are the program's promise; the hardening
 // layer checks them against the header.
-HEAPGUARD_EXPORT void free_sized(void* p, size_t) noexcept { g_allocator.deallocate(p); }
+HEAPGUARD_EXPORT void free_sized(void* p, size_t n) noexcept { g_allocator.deallocate(p, ApiCall::FreeSized, n); }
 
-HEAPGUARD_EXPORT void free_aligned_sized(void* p, size_t, size_t) noexcept { g_allocator.deallocate(p); }
+HEAPGUARD_EXPORT void free_aligned_sized(void* p, size_t, size_t n) noexcept {
+  g_allocator.deallocate(p, ApiCall::FreeSized, n);
+}
 
 HEAPGUARD_EXPORT int malloc_trim(size_t) noexcept { return g_allocator.trim() != 0 ? 1 : 0; }
 

@@ -15,6 +15,7 @@
 #include "frontend/frontend.h"
 
 using heapguard::g_allocator;
+using heapguard::ApiCall;
 using heapguard::Origin;
 
 #define HEAPGUARD_CXX_EXPORT __attribute__((visibility("default")))
@@ -98,19 +99,19 @@ HEAPGUARD_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const st
 
 // The size and alignment arguments are the program's promise about the
 // block; the hardening layer checks them (new-delete-type-mismatch).
-HEAPGUARD_CXX_EXPORT void operator delete(void* p) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete[](void* p) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete(void* p, size_t) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete[](void* p, size_t) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete(void* p, std::align_val_t) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { g_allocator.deallocate(p); }
+HEAPGUARD_CXX_EXPORT void operator delete(void* p) noexcept { g_allocator.deallocate(p, ApiCall::Delete); }
+HEAPGUARD_CXX_EXPORT void operator delete[](void* p) noexcept { g_allocator.deallocate(p, ApiCall::DeleteArray); }
+HEAPGUARD_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { g_allocator.deallocate(p, ApiCall::Delete); }
+HEAPGUARD_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { g_allocator.deallocate(p, ApiCall::DeleteArray); }
+HEAPGUARD_CXX_EXPORT void operator delete(void* p, size_t n) noexcept { g_allocator.deallocate(p, ApiCall::Delete, n); }
+HEAPGUARD_CXX_EXPORT void operator delete[](void* p, size_t n) noexcept { g_allocator.deallocate(p, ApiCall::DeleteArray, n); }
+HEAPGUARD_CXX_EXPORT void operator delete(void* p, std::align_val_t) noexcept { g_allocator.deallocate(p, ApiCall::Delete); }
+HEAPGUARD_CXX_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { g_allocator.deallocate(p, ApiCall::DeleteArray); }
 HEAPGUARD_CXX_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  g_allocator.deallocate(p);
+  g_allocator.deallocate(p, ApiCall::Delete);
 }
 HEAPGUARD_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  g_allocator.deallocate(p);
+  g_allocator.deallocate(p, ApiCall::DeleteArray);
 }
-HEAPGUARD_CXX_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { g_allocator.deallocate(p); }
-HEAPGUARD_CXX_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { g_allocator.deallocate(p); }
+HEAPGUARD_CXX_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept { g_allocator.deallocate(p, ApiCall::Delete, n); }
+HEAPGUARD_CXX_EXPORT void operator delete[](void* p, size_t n, std::align_val_t) noexcept { g_allocator.deallocate(p, ApiCall::DeleteArray, n); }

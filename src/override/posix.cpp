@@ -26,7 +26,7 @@ void* memalign_impl(size_t align, size_t n) {
     errno = ENOMEM;
     return nullptr;
   }
-  return g_allocator.allocate_aligned(normalized, n, Origin::Memalign);
+  return g_allocator.allocate_aligned(normalized, n, Origin::Malloc);
 }
 
 }  // namespace
@@ -38,7 +38,7 @@ HEAPGUARD_EXPORT int posix_memalign(void** out, size_t align, size_t n) noexcept
   // posix_memalign reports through its return value; errno stays as it was.
   heapguard::pal::ScopedErrno keep;
   if (n > api::kMaxRequest) return ENOMEM;
-  void* p = g_allocator.allocate_aligned(align, n, Origin::Memalign);
+  void* p = g_allocator.allocate_aligned(align, n, Origin::Malloc);
   if (p == nullptr) return ENOMEM;
   *out = p;
   return 0;

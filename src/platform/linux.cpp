@@ -71,6 +71,154 @@ void Linux::set_read_only(void* p, size_t n, bool read_only) {
   mprotect(p, n, read_only ? PROT_READ : PROT_READ | PROT_WRITE);
 }
 
+bool Linux::protect(void* p, size_t n, bool accessible) {
+  ScopedErrno keep;
+  return mprotect(p, n, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
+namespace {
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#define MADV_GUARD_REMOVE 103
+#endif
+// Whether the kernel has MADV_GUARD_INSTALL: 0 not probed yet, 1 yes, 2 no.
+// Probed once on a scratch page, because a failure on a caller's range
+// (EINVAL also means "mlocked") says nothing about the kernel.
+constinit std::atomic<int> g_guard_markers{0};
+constinit std::atomic<bool> g_guard_markers_disabled{false};  // test switch
+constinit std::atomic<size_t> g_guard_splits{0};
+constinit std::atomic<size_t> g_guard_budget{0};
+constinit std::atomic<size_t> g_guard_budget_override{0};  // test switch
+constinit std::atomic<bool> g_guard_warned{false};
+
+// Read without stdio (no malloc): /proc/sys/vm/max_map_count, else the
+// kernel's default.
+size_t read_max_map_count() {
+  size_t value = 65530;
+  int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return value;
+  char buf[32];
+  ssize_t got = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (got <= 0) return value;
+  size_t v = 0;
+  for (ssize_t i = 0; i < got && buf[i] >= '0' && buf[i] <= '9'; ++i) v = v * 10 + size_t(buf[i] - '0');
+  return v != 0 ? v : value;
+}
+
+size_t guard_budget() {
+  size_t forced = g_guard_budget_override.load(std::memory_order_relaxed);
+  if (forced != 0) return forced;
+  size_t b = g_guard_budget.load(std::memory_order_relaxed);
+  if (b == 0) {
+    b = read_max_map_count() / 2;
+    g_guard_budget.store(b, std::memory_order_relaxed);
+  }
+  return b;
+}
+
+bool markers_available() {
+  if (g_guard_markers_disabled.load(std::memory_order_relaxed)) return false;
+  int state = g_guard_markers.load(std::memory_order_relaxed);
+  if (state == 0) {
+    state = 2;
+    void* probe = mmap(nullptr, Linux::page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (probe != MAP_FAILED) {
+      if (madvise(probe, Linux::page_size(), MADV_GUARD_INSTALL) == 0) state = 1;
+      munmap(probe, Linux::page_size());
+    }
+    g_guard_markers.store(state, std::memory_order_relaxed);
+  }
+  return state == 1;
+}
+
+// Charges `splits` new mappings against the budget; false (and one warning
+// per process) when they do not fit.
+bool charge_splits(unsigned splits) {
+  size_t used = g_guard_splits.fetch_add(splits, std::memory_order_relaxed);
+  if (used + splits <= guard_budget()) return true;
+  g_guard_splits.fetch_sub(splits, std::memory_order_relaxed);
+  if (!g_guard_warned.exchange(true)) {
+    static const char kWarn[] =
+        "HeapGuard: WARNING: guard pages thinned: the process is near vm.max_map_count; new blocks get no guard pages\n";
+    Linux::write_all(2, kWarn, sizeof kWarn - 1);
+  }
+  return false;
+}
+
+// mprotect keeps the contents of the pages it hides; drop them first, so
+// that both mechanisms leave a range that reads as zero once it is
+// accessible again (callers rely on it: calloc, scrubbed reuse).
+bool discard(void* p, size_t n) { return madvise(p, n, MADV_DONTNEED) == 0; }
+}  // namespace
+
+GuardKind Linux::try_guard(void* p, size_t n, unsigned splits) {
+  ScopedErrno keep;
+  if (markers_available() && madvise(p, n, MADV_GUARD_INSTALL) == 0) return GuardKind::Marker;
+  if (!charge_splits(splits)) return GuardKind::None;
+  discard(p, n);
+  if (mprotect(p, n, PROT_NONE) == 0) return GuardKind::Protect;
+  g_guard_splits.fetch_sub(splits, std::memory_order_relaxed);
+  return GuardKind::None;
+}
+
+bool Linux::guard_install(void* p, size_t n) { return try_guard(p, n, 2) != GuardKind::None; }
+
+bool Linux::guard_set(void* p, size_t n, GuardKind kind) {
+  ScopedErrno keep;
+  switch (kind) {
+    case GuardKind::Marker:
+      // An mlocked range refuses markers: then at least drop the contents.
+      return madvise(p, n, MADV_GUARD_INSTALL) == 0 || discard(p, n);
+    case GuardKind::Protect:
+      // Hidden only once emptied, so that a failure leaves the range
+      // accessible for the caller to clear.
+      return discard(p, n) && mprotect(p, n, PROT_NONE) == 0;
+    case GuardKind::None:
+      return discard(p, n);
+  }
+  return false;
+}
+
+bool Linux::guard_clear(void* p, size_t n, GuardKind kind) {
+  ScopedErrno keep;
+  switch (kind) {
+    case GuardKind::Marker:
+      return madvise(p, n, MADV_GUARD_REMOVE) == 0;
+    case GuardKind::Protect:
+      return mprotect(p, n, PROT_READ | PROT_WRITE) == 0;
+    case GuardKind::None:
+      return true;
+  }
+  return false;
+}
+
+bool Linux::guard_remove(void* p, size_t n) {
+  ScopedErrno keep;
+  // Either mechanism may have made these pages guards: undo both.
+  if (markers_available()) madvise(p, n, MADV_GUARD_REMOVE);
+  return mprotect(p, n, PROT_READ | PROT_WRITE) == 0;
+}
+
+void Linux::guard_uncharge(unsigned splits) { g_guard_splits.fetch_sub(splits, std::memory_order_relaxed); }
+
+bool Linux::has_lightweight_guards() {
+  ScopedErrno keep;
+  return markers_available();
+}
+
+size_t Linux::guard_splits() { return g_guard_splits.load(std::memory_order_relaxed); }
+size_t Linux::guard_split_budget() { return guard_budget(); }
+
+void Linux::set_guard_split_budget_for_testing(size_t budget) {
+  g_guard_budget_override.store(budget, std::memory_order_relaxed);
+  g_guard_warned.store(false, std::memory_order_relaxed);
+}
+
+void Linux::disable_guard_markers_for_testing(bool disabled) {
+  g_guard_markers_disabled.store(disabled, std::memory_order_relaxed);
+}
+
 namespace {
 // Kernels without CONFIG_ANON_VMA_NAME answer EINVAL; ask once, not per mapping.
 constinit std::atomic<bool> g_vma_names_unsupported{false};
@@ -96,8 +244,15 @@ uint64_t Linux::entropy64() {
   // No getrandom (seccomp, very old kernel): mix what varies per process.
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  // AT_RANDOM points at 16 bytes the kernel filled at exec: real entropy
+  // even where getrandom is filtered (it is shared with the stack
+  // protector's canary, so it is only mixed in, never used alone).
+  uint64_t at_random[2] = {0, 0};
+  if (const void* r = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) memcpy(at_random, r, sizeof at_random);
+  static std::atomic<uint64_t> counter{0};
   uint64_t x = uint64_t(ts.tv_nsec) ^ (uint64_t(ts.tv_sec) << 32) ^ reinterpret_cast<uintptr_t>(&value) ^
-               (uint64_t(getpid()) << 16) ^ getauxval(AT_RANDOM);
+               (uint64_t(getpid()) << 16) ^ at_random[0] ^ (at_random[1] * 0x9E3779B97F4A7C15ULL) ^
+               (counter.fetch_add(1, std::memory_order_relaxed) * 0xD1B54A32D192ED03ULL);
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdULL;
   x ^= x >> 33;

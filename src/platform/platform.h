@@ -20,6 +20,13 @@ using AtforkFn = void (*)();
 inline constexpr unsigned kThreadKeyRounds = 4;
 using ThreadKeyDestructor = void (*)(void*);
 
+// How a range was made into guard pages (see Linux::try_guard).
+enum class GuardKind : uint8_t {
+  None,     // no guard: markers refused and the split budget spent, or guards off
+  Marker,   // MADV_GUARD_INSTALL page-table markers
+  Protect,  // mprotect(PROT_NONE): one more kernel mapping per split
+};
+
 template <typename P>
 concept IsPal = requires(void* p, size_t n, const char* s, int fd, void (*dtor)(void*)) {
   // Address space: reserve inaccessible, then commit read-write on demand.
@@ -52,6 +59,47 @@ struct Linux {
   static void* remap(void* p, size_t old_size, size_t new_size);
   // Page-granular protection switch for sealed data (the Options page).
   static void set_read_only(void* p, size_t n, bool read_only);
+  // Makes committed pages inaccessible (accessible = false) or readable and
+  // writable again, keeping their contents: quarantined large blocks.
+  static bool protect(void* p, size_t n, bool accessible);
+  // Guard pages: [p, p+n) (page-aligned, mapped) made to fault on any
+  // access, so a linear overflow stops at the first byte past a block.
+  // MADV_GUARD_INSTALL where the kernel has it (Linux 6.13+: page-table
+  // markers, no new mapping, kept across mremap, fork and MADV_DONTNEED),
+  // else mprotect(PROT_NONE), which splits the mapping. Splits are charged
+  // to a budget of half of vm.max_map_count; past it nothing is installed,
+  // one warning is printed per process, and the caller goes on without a
+  // guard (guards are thinned; allocations never fail for them). Either way
+  // the range's contents are discarded: it reads as zero once accessible.
+  //
+  // try_guard picks the mechanism and reports it; `splits` is how many
+  // mappings mprotect may add (1 for a range at an end of its mapping, 2
+  // inside it), charged until guard_uncharge(splits).
+  static GuardKind try_guard(void* p, size_t n, unsigned splits);
+  // try_guard(p, n, 2) != None.
+  static bool guard_install(void* p, size_t n);
+  // Applies a mechanism already chosen for this mapping, uncharged: for a
+  // range next to an existing guard of that kind (mprotect merges rather
+  // than splits). None only discards the contents. True: the contents are
+  // gone (the range reads as zero once accessible), guarded as far as the
+  // kind goes (markers are refused on mlocked ranges). False: nothing was
+  // discarded and the range is still accessible, for the caller to clear.
+  static bool guard_set(void* p, size_t n, GuardKind kind);
+  // Makes guard pages of that kind accessible again (they read as zero).
+  static bool guard_clear(void* p, size_t n, GuardKind kind);
+  // Undoes guard_install when the mechanism is not known; the charge stays.
+  static bool guard_remove(void* p, size_t n);
+  // Returns splits charged by try_guard (its mapping was unmapped).
+  static void guard_uncharge(unsigned splits);
+  // Whether try_guard uses MADV_GUARD_INSTALL (probed once).
+  static bool has_lightweight_guards();
+  // Guard splits charged so far and the budget (tests and statistics).
+  static size_t guard_splits();
+  static size_t guard_split_budget();
+  // Test switches: a smaller budget (0 restores the real one; also re-arms
+  // the warning), and the mprotect fallback forced on kernels with markers.
+  static void set_guard_split_budget_for_testing(size_t budget);
+  static void disable_guard_markers_for_testing(bool disabled);
   // Names an anonymous mapping in /proc/PID/maps where the kernel allows it.
   static void name_region(void* p, size_t n, const char* name);
   // From getrandom(); falls back to a mix of clocks and addresses only where

@@ -6,31 +6,35 @@
 // stray write into it is caught when the block is freed.
 // Layout (bit ranges):
 //   [0,16) checksum  [16,22) class id (0 = large)  [22,24) state
-//   [24,26) origin   [26] aligned alias  [27,47) unused bytes after the
-//   requested size  [47,63) alias offset in 16-byte units
-// An aligned alias is the header written just before an over-aligned
-// pointer inside a slot; its offset leads back to the slot's own header.
+//   [24,26) origin   [26] reserved (must be 0)  [27,47) unused bytes after
+//   the requested size  [47,63) user offset in 16-byte units
+// The user offset is nonzero when the program's pointer is not the slot's
+// block start: a left redzone (debug, fuzz) or an over-aligned block. The
+// header stays at the slot's start, so any pointer into the slot leads to
+// it through the slab's arithmetic, and the offset says which pointer is
+// the block's one valid handle.
 #pragma once
 
 #include <cstdint>
 
 #include "core/core.h"
+#include "ds/ds.h"
 
 namespace heapguard {
 
 enum class ChunkState : uint8_t { Unused = 0, Allocated = 1, Quarantined = 2, Free = 3 };
 
-// Which API family allocated the block; free through another family is an
-// alloc-dealloc mismatch (checked by the hardening layer).
-enum class Origin : uint8_t { Malloc = 0, New = 1, NewArray = 2, Memalign = 3 };
+// Which API family allocated the block; release through another family is
+// an alloc-dealloc mismatch. The aligned C functions are the malloc family.
+enum class Origin : uint8_t { Malloc = 0, New = 1, NewArray = 2 };
 
 struct ChunkHeader {
   unsigned class_id = 0;
   ChunkState state = ChunkState::Unused;
   Origin origin = Origin::Malloc;
-  bool aligned_alias = false;
-  uint32_t unused_bytes = 0;  // usable size - requested size (< 2^20)
-  uint32_t alias_offset16 = 0;
+  bool aligned_alias = false;  // reserved bit; a header with it set is corrupt
+  uint32_t unused_bytes = 0;   // bytes usable from the user pointer minus requested size (< 2^20)
+  uint32_t alias_offset16 = 0; // user pointer - block start, in 16-byte units
 };
 
 inline constexpr uint32_t kMaxUnusedBytes = (1u << 20) - 1;
@@ -77,8 +81,11 @@ class HeaderCodec {
   uint64_t key_;
 };
 
-// The process's codec, keyed at init. A global rather than a member of the
-// allocator so the inline fast paths reach it with one load.
-extern constinit HeaderCodec g_header_codec;
+// The process's codec, keyed at init and then sealed read-only, so a write
+// primitive cannot replace the key with one the attacker knows. A global
+// rather than a member of the allocator so the inline fast paths reach it
+// with one load; the reference is resolved at compile time.
+extern constinit Sealed<HeaderCodec> g_header_codec_page;
+inline constexpr const HeaderCodec& g_header_codec = g_header_codec_page.value;
 
 }  // namespace heapguard

@@ -19,7 +19,7 @@ TEST(Allocator, OwnsExactlyLiveBlockStarts) {
   Allocator& a = g_allocator;
   void* small = a.allocate(100, Origin::Malloc);
   void* large = a.allocate(1 << 20, Origin::Malloc);
-  void* aligned = a.allocate_aligned(256, 100, Origin::Memalign);
+  void* aligned = a.allocate_aligned(256, 100, Origin::Malloc);
   int on_stack = 0;
   EXPECT_TRUE(a.owns(small));
   EXPECT_TRUE(a.owns(large));
@@ -45,7 +45,10 @@ TEST(Allocator, UsableSizeCoversTheRequestAndTheSlot) {
     void* p = a.allocate(n, Origin::Malloc);
     size_t u = a.usable_size(p);
     EXPECT_GE(u, n);
-    if (n <= kMaxSmallSize) EXPECT_EQ(u, kSizeClasses[size_to_class(n)].usable);
+    // With the slack checked (every mode but fast) a byte past the request
+    // is an overflow, so exactly the request is usable.
+    if (g_policy.check_slack) EXPECT_EQ(u, n);
+    else if (n <= kMaxSmallSize) EXPECT_EQ(u, kSizeClasses[size_to_class(n)].usable);
     a.deallocate(p);
   }
 }
@@ -56,7 +59,7 @@ TEST(Allocator, ReallocStaysInPlaceWithinAClassAndMovesAcross) {
   size_t usable = a.usable_size(p);
   EXPECT_EQ(a.reallocate(p, usable), p);
   EXPECT_EQ(a.reallocate(p, usable - 7), p);
-  auto* q = static_cast<char*>(a.reallocate(p, usable + 1));
+  auto* q = static_cast<char*>(a.reallocate(p, 2000));
   EXPECT_NE(q, p);
   EXPECT_FALSE(a.owns(p));
   a.deallocate(q);
@@ -71,6 +74,14 @@ TEST(Allocator, FiguresTrackLiveBlocks) {
   HeapFigures during = a.figures();
   EXPECT_EQ(during.small_live_blocks, before.small_live_blocks + 1000);
   for (void* p : blocks) a.deallocate(p);
+  HeapFigures after = a.figures();
+  EXPECT_EQ(after.small_live_blocks, before.small_live_blocks);
+  // Freed blocks wait in the quarantine (except in fast mode), counted there.
+  if (g_policy.quarantine_bytes != 0) EXPECT_GE(after.small_quarantined_blocks, 1000u);
+  else EXPECT_EQ(after.small_quarantined_blocks, 0u);
+  // malloc_trim drains the quarantine (this thread is the only one).
+  a.trim();
+  EXPECT_EQ(a.figures().small_quarantined_blocks, 0u);
   EXPECT_EQ(a.figures().small_live_blocks, before.small_live_blocks);
 }
 

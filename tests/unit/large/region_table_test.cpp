@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // RegionTable against a std::map model: random inserts and erases across
-// growth, with backward-shift deletion keeping every remaining key findable.
+// growth, with backward-shift deletion keeping every remaining key findable;
+// in-place replacement and the once-only quarantine mark.
 #include "large/region_table.h"
 
 #include <gtest/gtest.h>
@@ -35,10 +36,20 @@ TEST(RegionTable, MatchesAModelThroughGrowthAndDeletion) {
   }
   LargeBlock out;
   EXPECT_FALSE(table->find(0x7f0000000000 + 17, &out));
-  EXPECT_TRUE(table->update_extent(model.begin()->first, 4096, 7));
+  LargeBlock resized = model.begin()->second;
+  resized.map_size = 4096;
+  resized.requested = 7;
+  EXPECT_TRUE(table->replace(resized));
   ASSERT_TRUE(table->find(model.begin()->first, &out));
   EXPECT_EQ(out.requested, 7u);
   EXPECT_EQ(out.map_size, 4096u);
+  // Quarantine marks once: a second mark (a racing double free) fails.
+  EXPECT_TRUE(table->mark_quarantined(resized.user, &out));
+  EXPECT_TRUE(out.quarantined);
+  EXPECT_FALSE(table->mark_quarantined(resized.user, &out));
+  ASSERT_TRUE(table->find(resized.user, &out));
+  EXPECT_TRUE(out.quarantined);
+  EXPECT_FALSE(table->mark_quarantined(0x7f0000000000 + 17, &out));
   table->unmap_for_testing();
   delete table;
 }
