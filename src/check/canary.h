@@ -17,10 +17,11 @@
 
 namespace heapguard {
 
-// Hardened mode fills and verifies only the first kBoundedCanaryBytes of the
-// slack (CanaryCodec::limit): a linear overflow always writes the first slack
-// bytes, and slack can reach tens of KiB in the big classes, too much to fill
-// on every malloc. 16 bytes: an overflow by up to 16 bytes is caught byte-
+// Hardened mode fills and verifies only the start of the slack, at most
+// kBoundedCanaryBytes (fill_words: the two aligned words from the one that
+// holds the first slack byte, 9 to 16 bytes): a linear overflow always writes
+// the first slack bytes, and slack can reach tens of KiB in the big classes,
+// too much to fill on every malloc. An overflow within them is caught byte-
 // exact; a longer one also runs into the next slot's header, which is
 // checked when that block is freed. Debug and fuzz fill and verify all of it.
 inline constexpr size_t kBoundedCanaryBytes = 16;

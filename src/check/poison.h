@@ -3,7 +3,8 @@
 // check that a freed block was not written while it waited in quarantine.
 // Threats: reads of uninitialised or freed memory get a recognisable value
 // instead of stale secrets or pointers (information leaks), and a write
-// after free is caught when the block leaves quarantine, not long after.
+// after free is caught when the freed slot is handed out again (or drained
+// from the quarantine by malloc_trim), before a new owner uses it.
 #pragma once
 
 #include <cstddef>
@@ -22,7 +23,7 @@ inline constexpr uint8_t kFreeFill = 0xFD;
 // most use-after-free writes hit a field near the start (a vtable, a next
 // pointer) or the end, and the cost stays constant for big blocks. 16
 // bytes: the first two words (where freed objects' vtable and next-pointer
-// fields sit) and the last two, one cache line at each end.
+// fields sit) and the last two.
 inline constexpr size_t kBoundedCheckBytes = 16;
 
 // Writes `byte` over [p, p + n). Any alignment; no allocation.

@@ -18,8 +18,8 @@
 //     verified and Allocated, bin not full -> mark Free, push slot
 //     otherwise -> deallocate_slow(p)
 //       checked mode -> deallocate_checked: resolve, mismatch and canary
-//                       checks, poison, quarantine (recycle() verifies the
-//                       poison when the block leaves it)
+//                       checks, poison, quarantine (the slot's next
+//                       allocation verifies the poison)
 //       resolve(p)                     full validation; reports and aborts
 //       large -> LargeHeap::deallocate
 //       bin full -> SlabHeap::release  oldest half under the class lock
@@ -127,7 +127,8 @@ class Allocator {
   void* allocate_aligned(size_t align, size_t n, Origin origin);
   void* reallocate(void* ptr, size_t n);
   size_t usable_size(const void* ptr);
-  // A block leaving the quarantine: verifies its poison and hands it back.
+  // A block leaving the quarantine goes back to a cache (checked when its
+  // slot is handed out again, or here when malloc_trim drains).
   void recycle(uintptr_t user);
   bool owns(const void* ptr);
 

@@ -19,7 +19,7 @@ struct Policy {
   // fast path. False only in fast mode (unless options turn checks on).
   bool checked = false;
   bool check_slack = false;     // keyed canary after the requested size
-  bool bounded_slack = false;   // hardened: only the first kBoundedCheckBytes of it
+  bool bounded_slack = false;   // hardened: only its first 9-16 bytes (CanaryCodec::fill_words)
   // The canary's first byte is 0 so a string read past the block stops
   // there (hardened). Debug and fuzz want the off-by-one NUL write (the
   // commonest overflow) reported instead, so their first byte is keyed too.
