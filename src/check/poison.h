@@ -58,8 +58,11 @@ HEAPGUARD_FAST_PATH uintptr_t first_nonzero_words_bounded(uintptr_t p, size_t n,
   const auto* word = reinterpret_cast<const uint64_t*>(p);
   size_t words = (n + 7) / 8;
   size_t edge = (bound + 7) / 8;
+  // The last `bound` requested bytes start in word (n - bound) / 8, which
+  // is one word further down than words - edge when n is not a multiple of 8.
+  size_t tail = n > bound ? (n - bound) / 8 : 0;
   for (size_t i = 0; i < words; ++i) {
-    if (i == edge && words > 2 * edge) i = words - edge;
+    if (i == edge && tail > edge) i = tail;
     if (HEAPGUARD_UNLIKELY(word[i] != 0)) return p + 8 * i + unsigned(__builtin_ctzll(word[i])) / 8;
   }
   return 0;

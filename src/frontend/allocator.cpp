@@ -120,7 +120,13 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
       }
       if (!report) return false;
       if (!intact || h.class_id != c || h.aligned_alias) {
-        if (HeaderCodec::load(block) == 0) report_invalid(p, "points into a heapguard slot that is not allocated", call);
+        if (HeaderCodec::load(block) == 0) {
+          // A purged slab zeroed the header with the block's offset: a
+          // 16-aligned pointer into a slot that was handed out is the
+          // freed block's handle (redzone or alignment offset).
+          if ((p - block) % kMinAlign == 0 && slabs_.slot_was_used(block, c)) report_purged_double_free(p, call);
+          report_invalid(p, "points into a heapguard slot that is not allocated", call);
+        }
         report_bad_header(block, block - kHeaderSize);
       }
       if (h.state == ChunkState::Allocated) {
