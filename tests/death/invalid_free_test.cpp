@@ -10,6 +10,16 @@ namespace heapguard::test {
 
 char g_global[64];
 
+// A rarely used class (98320-byte slots, five per 512 KiB slab, slabs
+// aligned to their size): the only block of it is fresh, so the slot next
+// to it in its slab has never been handed out. Randomized modes may pick
+// the last slot; then the one before.
+char* neighbour_slot_of_a_lone_90000_byte_block(char* p) {
+  constexpr uintptr_t kSlot = 98320, kSlab = uintptr_t{1} << 19, kSlots = 5;
+  uintptr_t index = ((reinterpret_cast<uintptr_t>(p) & (kSlab - 1)) - 16) / kSlot;
+  return index + 1 < kSlots ? p + kSlot : p - kSlot;
+}
+
 class InvalidFreeDeathTest : public DeathTestBase {};
 
 TEST_P(InvalidFreeDeathTest, InteriorPointer) {
@@ -37,19 +47,27 @@ TEST(InvalidFreeKindsDeathTest, NeverAllocatedSlotInTheArena) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
-        // The slot after a fresh block of a rarely used class is in a used
-        // slab but has never been handed out.
-        char* p = static_cast<char*>(opaque(malloc(90000)));
-        free(p + 98320);
+        char* p = opaque_chars(malloc(90000));
+        free(neighbour_slot_of_a_lone_90000_byte_block(p));
       },
-      "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ is a heapguard slot that was never allocated");
+      // In debug and fuzz modes the pointer is where the slot's block would
+      // start after its left redzone: inside the slot rather than at it.
+      "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ (is a heapguard slot that was never "
+      "allocated|points into a heapguard slot that is not allocated)");
 }
 
 TEST(InvalidFreeKindsDeathTest, PointerIntoTheChunkHeader) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(free(static_cast<char*>(opaque(malloc(100))) - 8),
+  EXPECT_DEATH(free(small_header(opaque(malloc(100)))),
                "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+\n0x[0-9a-f]+ points into the chunk header in "
                "front of a heapguard block\n");
+}
+
+TEST(InvalidFreeKindsDeathTest, PointerJustBeforeTheBlock) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // The chunk header in fast and hardened modes, the left redzone in debug
+  // and fuzz: never a block start either way.
+  EXPECT_DEATH(free(opaque_chars(malloc(100)) - 8), report_head("invalid-free"));
 }
 
 TEST(InvalidFreeKindsDeathTest, ReallocAndUsableSizeValidateToo) {
