@@ -99,7 +99,10 @@ constexpr uint8_t smallest_class_for(size_t size) {
 }
 
 // Requests up to 1024 bytes are looked up with 8-byte granularity, larger
-// ones with 128-byte granularity: two small tables instead of a loop.
+// ones with 128-byte granularity: two small tables instead of a loop. Above
+// 1024 every class's usable size is a multiple of 128 plus 8 (the header
+// round-up), so entry i serves requests in (128(i-1)+8, 128i+8] and is still
+// the smallest class that holds them.
 inline constexpr size_t kFineLimit = 1024;
 inline constexpr auto kFineTable = [] {
   std::array<uint8_t, kFineLimit / 8 + 1> t{};
@@ -107,17 +110,23 @@ inline constexpr auto kFineTable = [] {
   return t;
 }();
 inline constexpr auto kCoarseTable = [] {
-  std::array<uint8_t, (kMaxSmallSize + 127) / 128 + 1> t{};
-  for (size_t i = 0; i < t.size(); ++i) t[i] = smallest_class_for(i * 128 > kMaxSmallSize ? kMaxSmallSize : i * 128);
+  std::array<uint8_t, (kMaxSmallSize + 119) / 128 + 1> t{};
+  for (size_t i = 0; i < t.size(); ++i) t[i] = smallest_class_for(i * 128 + 8 > kMaxSmallSize ? kMaxSmallSize : i * 128 + 8);
   return t;
 }();
+constexpr bool coarse_classes_are_128_plus_8() {
+  for (size_t c = 1; c < kNumClasses; ++c)
+    if (kSizeClasses[c].usable > kFineLimit && kSizeClasses[c].usable % 128 != 8) return false;
+  return true;
+}
+static_assert(coarse_classes_are_128_plus_8(), "the coarse lookup relies on this shape");
 
 }  // namespace size_class_detail
 
 // Precondition: size <= kMaxSmallSize. Returns a class in [1, kNumClasses).
 HEAPGUARD_FAST_PATH unsigned size_to_class(size_t size) {
   if (size <= size_class_detail::kFineLimit) return size_class_detail::kFineTable[(size + 7) >> 3];
-  return size_class_detail::kCoarseTable[(size + 127) >> 7];
+  return size_class_detail::kCoarseTable[(size + 119) >> 7];
 }
 
 HEAPGUARD_FAST_PATH size_t slot_index(const SizeClass& sc, size_t offset) { return size_t((offset * sc.div_magic) >> 40); }

@@ -141,7 +141,7 @@ TEST_P(SlackOverflowDeathTest, NulRightAfterTheBlock) {
 
 // Hardened's canary covers at least the first 9 bytes past the request
 // (when the slot has them); these sizes have more slack than that in every
-// mode (a 5128-byte slot; a large block ending 15 bytes before its guard).
+// mode (usable 5128 bytes; a large block ending 15 bytes before its guard).
 class NinthSlackByteDeathTest : public DeathTestBase {};
 
 TEST_P(NinthSlackByteDeathTest, FoundByFree) {

@@ -2,11 +2,9 @@
 // Redzones (debug, fuzz): every small block has a 16-byte keyed redzone on
 // its left and at least 16 bytes of canary on its right, so a 1-byte
 // underflow or overflow is heap-buffer-overflow even when the requested size
-// fills its size class exactly (no slack to guard). 24, 872 and 131048 are
-// such blocks: 8-byte header + 16 + n + 16 is exactly a slot (64, 912 and
-// the largest class, 131088). Above 1 KiB classes are looked up in 128-byte
-// steps, so no request of a few KiB fills its slot exactly: 5088 comes
-// closest (5136-byte slot, 8 bytes beyond the right redzone).
+// fills its size class exactly (no slack to guard). 24, 872, 5096 and
+// 131048 are such blocks: 8-byte header + 16 + n + 16 is exactly a slot
+// (64, 912, 5136 and the largest class, 131088).
 #include <malloc.h>
 
 #include <cstring>
@@ -15,7 +13,7 @@
 
 namespace heapguard::test {
 
-inline constexpr size_t kExactFitSizes[] = {24, 872, 5088, 131048};
+inline constexpr size_t kExactFitSizes[] = {24, 872, 5096, 131048};
 
 class RedzoneDeathTest : public DeathTestBase {};
 
