@@ -167,39 +167,20 @@ void* Allocator::allocate_slow(size_t n, Origin origin) {
   if (g_policy.checked) return allocate_checked(n, kMinAlign, origin, false);
   if (n > kMaxSmallSize) return allocate_large(n, kMinAlign, false, origin);
   unsigned c = size_to_class(n);
-  ThreadCache* tc = t_cache;
-  if (tc->bins[c].cap == 0) {
-    tc = ensure_cache();
-    if (tc == nullptr) return allocate_small_uncached(c, n, origin);
-  }
-  Bin& bin = tc->bins[c];
-  if (bin.count == 0) {
-    size_t want = bin.cap > 1 ? bin.cap / 2 : 1;
-    size_t got = slabs_.refill(c, reinterpret_cast<void**>(bin.slots), want);
-    // The class's region is full (only under a tight RLIMIT_AS, where regions
-    // are small) or the OS refused memory: the large heap may still serve it.
-    if (got == 0) return allocate_large(n, kMinAlign, false, origin);
-    encode_refilled(bin, got);
-  }
-  uintptr_t p = pop_slot(bin, c);
+  uintptr_t p = take_slot(c);
+  // The class's region is full (only under a tight RLIMIT_AS, where regions
+  // are small) or the OS refused memory: the large heap may still serve it.
+  if (p == 0) return allocate_large(n, kMinAlign, false, origin);
   write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
   return reinterpret_cast<void*>(p);
-}
-
-// For threads without a cache: during cache setup (re-entry from
-// pthread_setspecific) and after the thread's cache was torn down at exit.
-void* Allocator::allocate_small_uncached(unsigned c, size_t n, Origin origin) {
-  void* slot;
-  if (slabs_.refill(c, &slot, 1) == 0) return allocate_large(n, kMinAlign, false, origin);
-  uintptr_t p = reinterpret_cast<uintptr_t>(slot);
-  write_allocated_header(p, c, origin, kSizeClasses[c].usable - n);
-  return slot;
 }
 
 uintptr_t Allocator::take_slot(unsigned c) {
   ThreadCache* tc = t_cache;
   if (tc->bins[c].cap == 0) {
     tc = ensure_cache();
+    // No cache: during cache setup (re-entry from pthread_setspecific) and
+    // after the thread's cache was torn down at exit.
     if (tc == nullptr) {
       void* slot;
       return slabs_.refill(c, &slot, 1) == 0 ? 0 : reinterpret_cast<uintptr_t>(slot);
@@ -269,11 +250,7 @@ void Allocator::free_small(uintptr_t block, unsigned c) {
 void Allocator::flush_bin(unsigned c, Bin& bin, size_t keep) {
   void* out[kMaxCacheCap];
   size_t n = bin.count - keep;
-  for (size_t i = 0; i < n; ++i) {
-    uintptr_t p = g_bin_codec.decode(bin.slots[i], &bin.slots[i]);
-    if (!slabs_.contains(p) || slabs_.class_of(p) != c) bin_corrupted(&bin.slots[i]);
-    out[i] = reinterpret_cast<void*>(p);
-  }
+  for (size_t i = 0; i < n; ++i) out[i] = reinterpret_cast<void*>(decode_slot(bin, i, c));
   bin.count = 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   for (size_t i = 0; i < keep; ++i) {

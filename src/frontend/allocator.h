@@ -108,10 +108,7 @@ class Allocator {
       unsigned c = slabs_.class_of(p);
       Bin& bin = t_cache->bins[c];
       ChunkHeader h;
-      if (HEAPGUARD_LIKELY(bin.count < bin.cap && slabs_.is_block_start(p, c) &&
-                           g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &h) &&
-                           h.state == ChunkState::Allocated && h.alias_offset16 == 0 && !h.aligned_alias &&
-                           h.class_id == c)) {
+      if (HEAPGUARD_LIKELY(bin.count < bin.cap && live_slot_header(p, c, &h) && h.alias_offset16 == 0)) {
         h.state = ChunkState::Free;
         HeaderCodec::store(p, g_header_codec.pack(h, p - kHeaderSize));
         push_slot(bin, p);
@@ -168,15 +165,27 @@ class Allocator {
     bin.count = uint16_t(bin.count + 1);
   }
 
-  // Decodes the newest slot and checks it is plausible (a 16-aligned address
-  // in this class's region): a corrupted bin entry must not become a block.
-  HEAPGUARD_FAST_PATH uintptr_t pop_slot(Bin& bin, unsigned c) {
-    unsigned i = bin.count - 1u;
+  // Decodes entry i and checks it is plausible (a 16-aligned address in
+  // this class's region): a corrupted bin entry must not become a block.
+  HEAPGUARD_FAST_PATH uintptr_t decode_slot(const Bin& bin, unsigned i, unsigned c) const {
     uintptr_t p = g_bin_codec.decode(bin.slots[i], &bin.slots[i]);
     if (HEAPGUARD_UNLIKELY(!slabs_.contains(p) || slabs_.class_of(p) != c || (p & (kMinAlign - 1)) != 0))
       bin_corrupted(&bin.slots[i]);
+    return p;
+  }
+  HEAPGUARD_FAST_PATH uintptr_t pop_slot(Bin& bin, unsigned c) {
+    unsigned i = bin.count - 1u;
+    uintptr_t p = decode_slot(bin, i, c);
     bin.count = uint16_t(i);
     return p;
+  }
+
+  // The header of the slot starting at `block` (class c) when it is intact
+  // and Allocated: the shared first test of every free path. The caller
+  // still checks the user offset it expects.
+  HEAPGUARD_FAST_PATH bool live_slot_header(uintptr_t block, unsigned c, ChunkHeader* h) const {
+    return slabs_.is_block_start(block, c) && g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, h) &&
+           h->state == ChunkState::Allocated && h->class_id == c && !h->aligned_alias;
   }
   // Re-encodes after a refill wrote raw slot addresses into bin.slots[0, n).
   static void encode_refilled(Bin& bin, size_t n);
@@ -196,7 +205,6 @@ class Allocator {
   ThreadCache* new_cache();
   void flush_bin(unsigned c, Bin& bin, size_t keep);
   void flush_all(ThreadCache* tc);
-  void* allocate_small_uncached(unsigned c, size_t n, Origin origin);
   void* allocate_large(size_t n, size_t align, bool zero, Origin origin);
   void free_small(uintptr_t block, unsigned c);
   bool resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool report);

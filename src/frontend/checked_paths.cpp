@@ -316,10 +316,7 @@ void Allocator::deallocate_checked(uintptr_t p, ApiCall call, size_t sized) {
     uintptr_t block = p - rz;
     ChunkHeader h;
     if (HEAPGUARD_LIKELY((rz == 0 || (slabs_.contains(block) && slabs_.class_of(block) == c)) &&
-                         slabs_.is_block_start(block, c) &&
-                         g_header_codec.unpack(HeaderCodec::load(block), block - kHeaderSize, &h) &&
-                         h.state == ChunkState::Allocated && h.class_id == c && !h.aligned_alias &&
-                         uintptr_t(h.alias_offset16) * 16 == rz)) {
+                         live_slot_header(block, c, &h) && uintptr_t(h.alias_offset16) * 16 == rz)) {
       size_t usable = kSizeClasses[c].usable - rz;
       ResolvedBlock r{p, block, c, h, usable, usable - h.unused_bytes};
       verify_release(r, call, sized);
