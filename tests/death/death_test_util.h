@@ -48,6 +48,15 @@ inline unsigned char peek(const void* p) {
 // whatever keyed canary or header byte that was.
 inline void flip(void* p, unsigned char bits = 0x41) { poke(p, peek(p) ^ bits); }
 
+// The classic off-by-one: fill all n bytes, change the byte after them,
+// free. The slack check (or the right redzone) must name offset 0.
+inline void overflow_one_byte_then_free(size_t n) {
+  char* p = static_cast<char*>(opaque(malloc(n)));
+  memset(p, 0x41, n);
+  flip(p + n);
+  free(p);
+}
+
 inline bool mode_is(const char* name) { return std::strcmp(heapguard_mode(), name) == 0; }
 // Modes with a quarantine, byte-exact slack canaries, use-after-free checks
 // and API-mismatch checks: every mode but fast.

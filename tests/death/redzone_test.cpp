@@ -19,14 +19,7 @@ class RedzoneDeathTest : public DeathTestBase {};
 
 TEST_P(RedzoneDeathTest, OneByteOverflow) {
   size_t n = GetParam();
-  EXPECT_DEATH(
-      {
-        char* p = opaque_chars(malloc(n));
-        memset(p, 0x41, n);
-        flip(p + n);
-        free(p);
-      },
-      overflow_report(n, 0, true, when_passed_to("free\\(\\)")));
+  EXPECT_DEATH(overflow_one_byte_then_free(n), overflow_report(n, 0, true, when_passed_to("free\\(\\)")));
 }
 
 TEST_P(RedzoneDeathTest, OverflowIntoTheLastRedzoneByte) {
