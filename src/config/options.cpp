@@ -13,7 +13,7 @@
 namespace heapguard {
 namespace {
 
-enum class Type { Bool, Int, Aligned, Enum };
+enum class Type { Bool, Int, Aligned, Enum, String };
 
 // Redzones and other Aligned values are laid out in whole granules.
 constexpr int64_t kAlignedGranule = 16;
@@ -53,18 +53,22 @@ struct OptionInfo {
   Type type;
   int64_t min, max;
   int64_t defaults[4];  // indexed by Mode
-  int64_t Options::*field;
-  EnumNames names;  // Enum only
+  int64_t Options::*field;  // all but String
+  EnumNames names;           // Enum only
+  char (StringOptions::*text)[kStringOptionMax];  // String only
 };
 
 constexpr OptionInfo kOptions[] = {
 #define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help) \
-  {#name, Type::type, min, max, {fast, hardened, debug, fuzz}, &Options::name, {}},
+  {#name, Type::type, min, max, {fast, hardened, debug, fuzz}, &Options::name, {}, nullptr},
 #define HEAPGUARD_ENUM_OPTION(name, EnumType, values, fast, hardened, debug, fuzz, help)                  \
   {#name, Type::Enum, 0, enum_names(#values).count - 1,                                                   \
    {int64_t(EnumType::fast), int64_t(EnumType::hardened), int64_t(EnumType::debug), int64_t(EnumType::fuzz)}, \
-   &Options::name, enum_names(#values)},
+   &Options::name, enum_names(#values), nullptr},
+#define HEAPGUARD_STRING_OPTION(name, help) \
+  {#name, Type::String, 0, 0, {0, 0, 0, 0}, nullptr, {}, &StringOptions::name},
 #include "config/options.def"
+#undef HEAPGUARD_STRING_OPTION
 #undef HEAPGUARD_ENUM_OPTION
 #undef HEAPGUARD_OPTION
 };
@@ -141,9 +145,18 @@ bool parse_value(const OptionInfo& info, const char* s, size_t len, int64_t* out
     case Type::Int: ok = parse_int(s, len, &v); break;
     case Type::Aligned: ok = parse_int(s, len, &v) && v % kAlignedGranule == 0; break;
     case Type::Enum: ok = parse_enum(info.names, s, len, &v); break;
+    case Type::String: return false;  // parsed by parse_text
   }
   if (!ok || v < info.min || v > info.max) return false;
   *out = v;
+  return true;
+}
+
+// A text value: any bytes but NUL, at most kStringOptionMax - 1 of them.
+bool parse_text(const char* s, size_t len, char* out) {
+  if (len >= kStringOptionMax) return false;
+  for (size_t i = 0; i < len; ++i) out[i] = s[i];
+  out[len] = '\0';
   return true;
 }
 
@@ -174,6 +187,7 @@ void append_accepted(MessageBuilder& m, const OptionInfo& info) {
       m.dec(uint64_t(info.max)).ch(']');
       break;
     case Type::Enum: m.str("one of ").str(info.names.text); break;
+    case Type::String: m.str("a text of at most ").dec(kStringOptionMax - 1).str(" bytes"); break;
   }
 }
 
@@ -191,7 +205,11 @@ void apply_one(Options& opts, const char* key, size_t klen, const char* val, siz
   }
   for (const OptionInfo& info : kOptions) {
     if (!equal(key, klen, info.name)) continue;
-    if (has_value && parse_value(info, val, vlen, &(opts.*info.field))) return;
+    if (info.type == Type::String) {
+      if (has_value && parse_text(val, vlen, opts.strings.*info.text)) return;
+    } else if (has_value && parse_value(info, val, vlen, &(opts.*info.field))) {
+      return;
+    }
     MessageBuilder m;
     m.str("HEAPGUARD_OPTIONS: ").str(info.name);
     if (has_value) {
@@ -203,7 +221,11 @@ void apply_one(Options& opts, const char* key, size_t klen, const char* val, siz
     }
     append_accepted(m, info);
     m.str("; keeping ");
-    append_value(m, info, opts.*info.field);
+    if (info.type == Type::String) {
+      m.ch('\'').str(opts.strings.*info.text).ch('\'');
+    } else {
+      append_value(m, info, opts.*info.field);
+    }
     emit(warn, m);
     return;
   }
@@ -244,7 +266,8 @@ Options parse_options(const OptionSources& sources, WarnFn warn) {
       emit(warn, m);
     }
   }
-  for (const OptionInfo& info : kOptions) opts.*info.field = info.defaults[static_cast<int>(opts.mode)];
+  for (const OptionInfo& info : kOptions)
+    if (info.type != Type::String) opts.*info.field = info.defaults[static_cast<int>(opts.mode)];
 
   const char* s = sources.options;
   if (s == nullptr) return opts;
@@ -259,8 +282,18 @@ Options parse_options(const OptionSources& sources, WarnFn warn) {
     bool has_value = *s == '=';
     if (has_value) {
       val = ++s;
-      while (*s != '\0' && !is_separator(*s)) ++s;
-      vlen = size_t(s - val);
+      if (*s == '"' || *s == '\'') {
+        // Quoted: runs to the matching quote, separators included (a path
+        // with ':' in it). An unterminated quote takes the rest.
+        char quote = *s;
+        val = ++s;
+        while (*s != '\0' && *s != quote) ++s;
+        vlen = size_t(s - val);
+        if (*s == quote) ++s;
+      } else {
+        while (*s != '\0' && !is_separator(*s)) ++s;
+        vlen = size_t(s - val);
+      }
     }
     apply_one(opts, key, klen, val, vlen, has_value, warn);
   }
@@ -270,7 +303,8 @@ Options parse_options(const OptionSources& sources, WarnFn warn) {
 void describe_options(const Options& opts, MessageBuilder& out) {
   for (const OptionInfo& info : kOptions) {
     out.ch(' ').str(info.name).ch('=');
-    append_value(out, info, opts.*info.field);
+    if (info.type == Type::String) out.str(opts.strings.*info.text);
+    else append_value(out, info, opts.*info.field);
   }
 }
 

@@ -18,15 +18,31 @@ class MessageBuilder;  // ds/fatal.h
 
 // The enum options' types, declared by their options.def lines so that their
 // order is the order of the value names users type:
-//   GuardLevel {None, Large, Slabs}, PoisonMode {None, Zero, Pattern},
-//   UafCheck {None, Bounded, Full}.
+//   GuardLevel {None, Large, Slabs, All}, PoisonMode {None, Zero, Pattern},
+//   UafCheck {None, Bounded, Full}, ReportFormat {Text, Json}.
 #define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help)
 #define HEAPGUARD_ENUM_OPTION(name, Type, values, fast, hardened, debug, fuzz, help) \
   enum class Type : uint8_t { HEAPGUARD_UNPAREN values };
+#define HEAPGUARD_STRING_OPTION(name, help)
 #include "config/options.def"
+#undef HEAPGUARD_STRING_OPTION
 #undef HEAPGUARD_ENUM_OPTION
 #undef HEAPGUARD_OPTION
 #undef HEAPGUARD_UNPAREN
+
+// Text options (paths) are copied out of the environment into fixed
+// arrays, so the sealed page owns them and a later setenv cannot change
+// what heapguard uses.
+inline constexpr size_t kStringOptionMax = 256;
+struct StringOptions {
+#define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help)
+#define HEAPGUARD_ENUM_OPTION(name, Type, values, fast, hardened, debug, fuzz, help)
+#define HEAPGUARD_STRING_OPTION(name, help) char name[kStringOptionMax] = {};
+#include "config/options.def"
+#undef HEAPGUARD_STRING_OPTION
+#undef HEAPGUARD_ENUM_OPTION
+#undef HEAPGUARD_OPTION
+};
 
 // One int64_t per option, so the fast path loads any option as one word. An
 // enum option holds its enumerator's index: read it as
@@ -36,9 +52,12 @@ struct Options {
 #define HEAPGUARD_OPTION(type, name, min, max, fast, hardened, debug, fuzz, help) int64_t name = hardened;
 #define HEAPGUARD_ENUM_OPTION(name, Type, values, fast, hardened, debug, fuzz, help) \
   int64_t name = int64_t(Type::hardened);
+#define HEAPGUARD_STRING_OPTION(name, help)
 #include "config/options.def"
+#undef HEAPGUARD_STRING_OPTION
 #undef HEAPGUARD_ENUM_OPTION
 #undef HEAPGUARD_OPTION
+  StringOptions strings;
 };
 
 // Where the text came from; diagnostics name it.
@@ -63,6 +82,7 @@ void init_options();
 
 // The sealed snapshot. Before init_options() it holds the hardened defaults.
 const Options& options();
+inline const StringOptions& string_options() { return options().strings; }
 
 // The free slab memory kept per size class: options().retain_kb unless
 // mallopt(M_TRIM_THRESHOLD) changed it at run time. The run-time value lives

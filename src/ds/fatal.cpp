@@ -17,6 +17,7 @@ constexpr const char* kErrorNames[] = {
 };
 
 constinit std::atomic<bool> g_reporting{false};
+constinit std::atomic<FatalHook> g_fatal_hook{nullptr};
 
 MessageBuilder& prefix(MessageBuilder& m) { return m.str("==").dec(uint64_t(pal::Pal::process_id())).str("=="); }
 
@@ -58,7 +59,14 @@ MessageBuilder& MessageBuilder::hex(uint64_t v) {
   return *this;
 }
 
+void set_fatal_hook(FatalHook hook) { g_fatal_hook.store(hook, std::memory_order_release); }
+
 void report_fatal(ErrorKind kind, uintptr_t address, const MessageBuilder& detail) {
+  FatalHook hook = g_fatal_hook.load(std::memory_order_acquire);
+  if (hook != nullptr) {
+    hook(kind, address, detail);
+    pal::Pal::abort_process();
+  }
   if (g_reporting.exchange(true)) pal::Pal::abort_process();
   MessageBuilder m;
   prefix(m).str("ERROR: HeapGuard: ").str(error_name(kind)).str(" on address ").hex(address).ch('\n');

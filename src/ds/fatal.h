@@ -16,6 +16,12 @@ enum class ErrorKind : uint8_t {
 #undef HEAPGUARD_ERROR
 };
 
+inline constexpr unsigned kErrorKindCount = 0
+#define HEAPGUARD_ERROR(id, name, meaning) +1
+#include "ds/errors.def"
+#undef HEAPGUARD_ERROR
+    ;
+
 const char* error_name(ErrorKind kind);
 
 // Appends text and numbers to a fixed buffer; silently truncates, because a
@@ -38,7 +44,12 @@ class MessageBuilder {
 // Writes "==PID==ERROR: HeapGuard: <class> on address <addr>", the detail
 // line (may be empty), and a SUMMARY line, then aborts. Re-entry (an error
 // while reporting) aborts at once without writing.
+// Once the reporter is up (set_fatal_hook at init), it writes the report
+// instead, with stacks; layers below it keep calling this one function.
 [[noreturn]] void report_fatal(ErrorKind kind, uintptr_t address, const MessageBuilder& detail);
+// The hook must not return (report_fatal aborts if it does).
+using FatalHook = void (*)(ErrorKind kind, uintptr_t address, const MessageBuilder& detail);
+void set_fatal_hook(FatalHook hook);
 
 // Writes one "==PID==HeapGuard: <text>" line to fd (stderr by default);
 // for warnings, verbosity output and exit statistics. Never allocates.

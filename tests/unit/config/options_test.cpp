@@ -61,6 +61,19 @@ void expect_same(const Options& got, const Options& want, const char* what) {
   EXPECT_EQ(got.uaf_check, want.uaf_check);
   EXPECT_EQ(got.alloc_dealloc_mismatch, want.alloc_dealloc_mismatch);
   EXPECT_EQ(got.new_delete_type_mismatch, want.new_delete_type_mismatch);
+  EXPECT_EQ(got.guard_below, want.guard_below);
+  EXPECT_EQ(got.guard_pool_mb, want.guard_pool_mb);
+  EXPECT_EQ(got.sample_rate, want.sample_rate);
+  EXPECT_EQ(got.malloc_context_size, want.malloc_context_size);
+  EXPECT_EQ(got.fast_unwind, want.fast_unwind);
+  EXPECT_EQ(got.halt_on_error, want.halt_on_error);
+  EXPECT_EQ(got.abort_on_error, want.abort_on_error);
+  EXPECT_EQ(got.exitcode, want.exitcode);
+  EXPECT_STREQ(got.strings.log_path, want.strings.log_path);
+  EXPECT_EQ(got.report_format, want.report_format);
+  EXPECT_EQ(got.symbolize, want.symbolize);
+  EXPECT_STREQ(got.strings.suppressions, want.strings.suppressions);
+  EXPECT_EQ(got.detect_leaks, want.detect_leaks);
 }
 
 // The modes table of the design (docs/options.md), written out by hand.
@@ -69,6 +82,18 @@ Options table_defaults(Mode mode) {
   o.mode = mode;
   o.verbosity = 0;
   o.print_stats = 0;
+  // The reporter's options: the same in every mode but where noted.
+  o.guard_below = 0;
+  o.guard_pool_mb = mode == Mode::Fast ? 0 : mode == Mode::Hardened ? 64 : 16384;
+  o.sample_rate = mode == Mode::Hardened ? 5000 : 0;
+  o.malloc_context_size = mode == Mode::Fast ? 0 : 16;
+  o.fast_unwind = mode == Mode::Fast ? 0 : 1;
+  o.halt_on_error = 1;
+  o.abort_on_error = 1;
+  o.exitcode = 1;
+  o.report_format = int64_t(ReportFormat::Text);
+  o.symbolize = mode == Mode::Debug || mode == Mode::Fuzz ? 1 : 0;
+  o.detect_leaks = 0;
   switch (mode) {
     case Mode::Fast:
       o.retain_kb = 1024;
@@ -115,8 +140,10 @@ Options table_defaults(Mode mode) {
 }
 
 constexpr const char* kKnown =
-    "(known: verbosity print_stats retain_kb quarantine_size_mb guard randomize seed check_slack redzone poison "
-    "uaf_check alloc_dealloc_mismatch new_delete_type_mismatch)";
+    "(known: verbosity print_stats retain_kb quarantine_size_mb guard guard_below guard_pool_mb sample_rate randomize "
+    "seed check_slack redzone poison "
+    "uaf_check alloc_dealloc_mismatch new_delete_type_mismatch malloc_context_size fast_unwind halt_on_error "
+    "abort_on_error exitcode log_path report_format symbolize suppressions detect_leaks)";
 
 TEST(Options, DefaultsToHardenedWithNoEnvironment) {
   std::vector<std::string> w;
@@ -150,7 +177,9 @@ TEST(Options, EveryOptionCanBeOverriddenInEveryMode) {
   const char* all =
       "verbosity=2:print_stats=true:retain_kb=7:quarantine_size_mb=65536:guard=none:randomize=no:"
       "seed=4611686018427387904:check_slack=false:redzone=2048:poison=pattern:uaf_check=bounded:"
-      "alloc_dealloc_mismatch=0:new_delete_type_mismatch=no";
+      "alloc_dealloc_mismatch=0:new_delete_type_mismatch=no:guard_below=1:guard_pool_mb=1048576:"
+      "sample_rate=1073741824:malloc_context_size=64:fast_unwind=0:halt_on_error=0:abort_on_error=0:exitcode=255:"
+      "log_path=/tmp/hg.%p:report_format=json:symbolize=yes:suppressions=supp.txt:detect_leaks=1";
   for (Mode m : {Mode::Fast, Mode::Hardened, Mode::Debug, Mode::Fuzz}) {
     std::vector<std::string> w;
     Options o = parse(mode_name(m), all, &w);
@@ -170,6 +199,19 @@ TEST(Options, EveryOptionCanBeOverriddenInEveryMode) {
     want.uaf_check = int64_t(UafCheck::Bounded);
     want.alloc_dealloc_mismatch = 0;
     want.new_delete_type_mismatch = 0;
+    want.guard_below = 1;
+    want.guard_pool_mb = 1048576;
+    want.sample_rate = 1073741824;
+    want.malloc_context_size = 64;
+    want.fast_unwind = 0;
+    want.halt_on_error = 0;
+    want.abort_on_error = 0;
+    want.exitcode = 255;
+    std::strcpy(want.strings.log_path, "/tmp/hg.%p");
+    want.report_format = int64_t(ReportFormat::Json);
+    want.symbolize = 1;
+    std::strcpy(want.strings.suppressions, "supp.txt");
+    want.detect_leaks = 1;
     expect_same(o, want, mode_name(m));
   }
 }
@@ -204,6 +246,9 @@ TEST(Options, EnumValuesAreParsedByNameIntoTheirEnumerators) {
       {"guard=none", &Options::guard, int64_t(GuardLevel::None)},
       {"guard=large", &Options::guard, int64_t(GuardLevel::Large)},
       {"guard=slabs", &Options::guard, int64_t(GuardLevel::Slabs)},
+      {"guard=all", &Options::guard, int64_t(GuardLevel::All)},
+      {"report_format=text", &Options::report_format, int64_t(ReportFormat::Text)},
+      {"report_format=json", &Options::report_format, int64_t(ReportFormat::Json)},
       {"poison=none", &Options::poison, int64_t(PoisonMode::None)},
       {"poison=zero", &Options::poison, int64_t(PoisonMode::Zero)},
       {"poison=pattern", &Options::poison, int64_t(PoisonMode::Pattern)},
@@ -309,8 +354,8 @@ TEST(Options, ARedzoneThatIsNotAMultipleOf16IsNamedAndTheDefaultKept) {
 
 TEST(Options, BadEnumValuesListTheAcceptedNamesAndKeepTheDefault) {
   Options o;
-  EXPECT_EQ(one_warning("fast", "guard=all", &o),
-            "HEAPGUARD_OPTIONS: guard='all' is not one of none|large|slabs; keeping large");
+  EXPECT_EQ(one_warning("fast", "guard=every", &o),
+            "HEAPGUARD_OPTIONS: guard='every' is not one of none|large|slabs|all; keeping large");
   EXPECT_EQ(static_cast<GuardLevel>(o.guard), GuardLevel::Large);
   EXPECT_EQ(one_warning("debug", "poison=Zero", &o),
             "HEAPGUARD_OPTIONS: poison='Zero' is not one of none|zero|pattern; keeping pattern");
@@ -320,9 +365,9 @@ TEST(Options, BadEnumValuesListTheAcceptedNamesAndKeepTheDefault) {
   EXPECT_EQ(static_cast<UafCheck>(o.uaf_check), UafCheck::Bounded);
   // A prefix, or a name with the separator of the names list, is no name.
   EXPECT_EQ(one_warning("hardened", "guard=slab", &o),
-            "HEAPGUARD_OPTIONS: guard='slab' is not one of none|large|slabs; keeping slabs");
+            "HEAPGUARD_OPTIONS: guard='slab' is not one of none|large|slabs|all; keeping slabs");
   EXPECT_EQ(one_warning("hardened", "guard=none|large", &o),
-            "HEAPGUARD_OPTIONS: guard='none|large' is not one of none|large|slabs; keeping slabs");
+            "HEAPGUARD_OPTIONS: guard='none|large' is not one of none|large|slabs|all; keeping slabs");
   EXPECT_EQ(static_cast<GuardLevel>(o.guard), GuardLevel::Slabs);
 }
 
@@ -358,7 +403,7 @@ TEST(Options, EmptyKeysAndValuesAreNamedAndTheDefaultKept) {
   EXPECT_EQ(one_warning(nullptr, "verbosity=", &o),
             "HEAPGUARD_OPTIONS: verbosity='' is not an integer in [0, 2]; keeping 0");
   EXPECT_EQ(one_warning("fast", "guard=", &o),
-            "HEAPGUARD_OPTIONS: guard='' is not one of none|large|slabs; keeping large");
+            "HEAPGUARD_OPTIONS: guard='' is not one of none|large|slabs|all; keeping large");
   EXPECT_EQ(static_cast<GuardLevel>(o.guard), GuardLevel::Large);
   EXPECT_EQ(one_warning(nullptr, "=3", &o), "HEAPGUARD_OPTIONS: '=3' names no option; ignored");
   EXPECT_EQ(one_warning(nullptr, "=", &o), "HEAPGUARD_OPTIONS: '=' names no option; ignored");
@@ -368,7 +413,7 @@ TEST(Options, EmptyKeysAndValuesAreNamedAndTheDefaultKept) {
 TEST(Options, AWarningKeepsTheValueInForceIncludingAnEarlierOverride) {
   Options o;
   EXPECT_EQ(one_warning("debug", "guard=large:guard=everything", &o),
-            "HEAPGUARD_OPTIONS: guard='everything' is not one of none|large|slabs; keeping large");
+            "HEAPGUARD_OPTIONS: guard='everything' is not one of none|large|slabs|all; keeping large");
   EXPECT_EQ(static_cast<GuardLevel>(o.guard), GuardLevel::Large);
 }
 
@@ -401,11 +446,36 @@ TEST(Options, HostileLengthsAreHandled) {
 TEST(Options, DescribeNamesEveryOptionAndEnumsByName) {
   std::vector<std::string> w;
   MessageBuilder m;
-  describe_options(parse("fast", "seed=4611686018427387904:uaf_check=bounded", &w), m);
+  describe_options(parse("fast", "seed=4611686018427387904:uaf_check=bounded:suppressions='/x:y'", &w), m);
   EXPECT_EQ(std::string(m.data(), m.size()),
-            " verbosity=0 print_stats=0 retain_kb=1024 quarantine_size_mb=0 guard=large randomize=0"
-            " seed=4611686018427387904 check_slack=0 redzone=0 poison=none uaf_check=bounded"
-            " alloc_dealloc_mismatch=0 new_delete_type_mismatch=0");
+            " verbosity=0 print_stats=0 retain_kb=1024 quarantine_size_mb=0 guard=large"
+            " guard_below=0 guard_pool_mb=0 sample_rate=0 randomize=0 seed=4611686018427387904 check_slack=0 redzone=0"
+            " poison=none uaf_check=bounded alloc_dealloc_mismatch=0 new_delete_type_mismatch=0"
+            " malloc_context_size=0 fast_unwind=0 halt_on_error=1 abort_on_error=1 exitcode=1 log_path="
+            " report_format=text symbolize=0 suppressions=/x:y detect_leaks=0");
+}
+
+// Paths are copied whole; quotes let them hold separators; a path too long
+// for the sealed copy is named and the previous value kept.
+TEST(Options, TextOptionsTakePathsQuotedOrNot) {
+  std::vector<std::string> w;
+  Options o = parse("debug", "log_path=/tmp/a b:suppressions=\"/tmp/x:y z\":verbosity=1", &w);
+  EXPECT_EQ(w.size(), 1u);  // "b" is a key without a value
+  EXPECT_STREQ(o.strings.log_path, "/tmp/a");
+  EXPECT_STREQ(o.strings.suppressions, "/tmp/x:y z");
+  EXPECT_EQ(o.verbosity, 1);
+  o = parse("debug", "log_path='unterminated:rest", &w);
+  EXPECT_STREQ(o.strings.log_path, "unterminated:rest");
+  std::string long_path = "log_path=/tmp/first:log_path=" + std::string(kStringOptionMax, 'p');
+  Options kept;
+  EXPECT_EQ(one_warning("hardened", long_path.c_str(), &kept).substr(0, 60),
+            std::string("HEAPGUARD_OPTIONS: log_path='") + std::string(31, 'p'));
+  EXPECT_STREQ(kept.strings.log_path, "/tmp/first");
+  EXPECT_EQ(one_warning("hardened", "suppressions", &kept),
+            "HEAPGUARD_OPTIONS: suppressions has no '=value', expected a text of at most 255 bytes; keeping ''");
+  // Empty is a value: back to stderr.
+  o = parse("debug", "log_path=/tmp/x:log_path=", &w);
+  EXPECT_STREQ(o.strings.log_path, "");
 }
 
 // The unit tests run with HEAPGUARD_MODE set by CTest (and not AT_SECURE).
