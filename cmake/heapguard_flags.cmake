@@ -12,6 +12,10 @@ set(HEAPGUARD_LIB_FLAGS
   -fno-builtin-valloc -fno-builtin-pvalloc
   -fno-plt
   -fno-semantic-interposition
+  # Allocation and free stacks are walked by frame pointers where the walk
+  # has been checked against libunwind (pal::capture_stack); heapguard's own
+  # frames head every such stack, so they must keep the chain.
+  -fno-omit-frame-pointer
   -Wall -Wextra -Wshadow -Wno-unused-parameter
 )
 if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")

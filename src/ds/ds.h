@@ -10,3 +10,5 @@
 #include "ds/metadata_arena.h"
 #include "ds/prng.h"
 #include "ds/sealed.h"
+#include "ds/stack_depot.h"
+#include "ds/trace_ref.h"

@@ -14,63 +14,52 @@
 namespace heapguard {
 namespace {
 
-const char* call_name(ApiCall call) {
-  switch (call) {
-    case ApiCall::Free: return "free";
-    case ApiCall::Realloc: return "realloc";
-    case ApiCall::UsableSize: return "malloc_usable_size";
-    case ApiCall::Delete: return "operator delete";
-    case ApiCall::DeleteArray: return "operator delete []";
-    case ApiCall::FreeSized: return "free_sized";
-  }
-  return "free";
+const char* call_name(ApiCall call) { return api_call_name(call); }
+
+BlockFacts slot_facts(uintptr_t user, size_t size, uintptr_t block, unsigned c) {
+  return {user, size, g_block_traces.get(block, c)};
 }
 
-}  // namespace
-
-MessageBuilder& describe_region(MessageBuilder& m, uintptr_t p, uintptr_t start, size_t size) {
-  m.hex(p).str(" is located ");
-  if (p < start) m.dec(start - p).str(" bytes to the left of ");
-  else if (p >= start + size && !(p == start && size == 0)) m.dec(p - (start + size)).str(" bytes to the right of ");
-  else m.dec(p - start).str(" bytes inside of ");
-  m.dec(size).str("-byte region [").hex(start).ch(',').hex(start + size).ch(')');
-  return m;
-}
-
-const char* api_call_name(ApiCall call) { return call_name(call); }
-
-namespace {
-
-[[noreturn]] HEAPGUARD_COLD void report_double_free(uintptr_t p, uintptr_t start, size_t size, ApiCall call) {
+// The reports of pointer validation. All but a broken header are
+// recoverable: the call is then ignored, which leaves the heap as it was.
+HEAPGUARD_COLD void report_double_free(uintptr_t p, const BlockFacts& block, ApiCall call) {
   MessageBuilder m;
-  describe_region(m, p, start, size).str(", which is already free\n").str("the pointer was passed to ").str(call_name(call)).str("()");
-  report_fatal(ErrorKind::DoubleFree, p, m);
+  m.str("the block is already free (or waiting in quarantine)\nthe pointer was passed to ").str(call_name(call)).str("()");
+  report_block_error(ErrorKind::DoubleFree, p, block, m, Recovery::Recoverable);
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_purged_double_free(uintptr_t p, ApiCall call) {
+HEAPGUARD_COLD void report_purged_double_free(uintptr_t p, const BlockHistory& history, ApiCall call) {
   MessageBuilder m;
   m.hex(p).str(" is the start of a block that was already freed (its memory has since been returned to the OS)\n")
       .str("the pointer was passed to ").str(call_name(call)).str("()");
-  report_fatal(ErrorKind::DoubleFree, p, m);
+  report_block_error(ErrorKind::DoubleFree, p, BlockFacts{0, 0, history}, m, Recovery::Recoverable);
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_invalid(uintptr_t p, const char* what, ApiCall call) {
+HEAPGUARD_COLD void report_invalid(uintptr_t p, const char* what, ApiCall call) {
   MessageBuilder m;
   m.hex(p).ch(' ').str(what).str("\nthe pointer was passed to ").str(call_name(call)).str("()");
-  report_fatal(ErrorKind::InvalidFree, p, m);
+  report_block_error(ErrorKind::InvalidFree, p, BlockFacts{}, m, Recovery::Recoverable);
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_interior(uintptr_t p, uintptr_t start, size_t size, ApiCall call) {
+// A pointer outside every heapguard heap: say what it points at.
+HEAPGUARD_COLD void report_foreign(uintptr_t p, ApiCall call) {
   MessageBuilder m;
-  describe_region(m, p, start, size).str(": not the start of the block\nthe pointer was passed to ").str(call_name(call)).str("()");
-  report_fatal(ErrorKind::InvalidFree, p, m);
+  describe_foreign_pointer(m, p);
+  m.str("\nthe pointer was passed to ").str(call_name(call)).str("()");
+  report_block_error(ErrorKind::InvalidFree, p, BlockFacts{}, m, Recovery::Recoverable);
+}
+
+HEAPGUARD_COLD void report_interior(uintptr_t p, const BlockFacts& block, ApiCall call) {
+  MessageBuilder m;
+  m.str("the pointer is not the start of the block\nthe pointer was passed to ").str(call_name(call)).str("()");
+  report_block_error(ErrorKind::InvalidFree, p, block, m, Recovery::Recoverable);
 }
 
 [[noreturn]] HEAPGUARD_COLD void report_bad_header(uintptr_t p, uintptr_t header) {
   MessageBuilder m;
   m.str("the chunk header at ").hex(header).str(" of the block at ").hex(p)
       .str(" failed its integrity check (overwritten by an underflow of this block or an overflow of the one before)");
-  report_fatal(ErrorKind::MetadataCorruption, p, m);
+  report_block_fatal(ErrorKind::MetadataCorruption, p, BlockFacts{}, m);
 }
 
 }  // namespace
@@ -89,18 +78,23 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
       // A zero header: the slot was never written, or its slab was purged
       // after the block was freed. The slab's high-water mark tells which.
       if (word == 0 || (intact && h.state == ChunkState::Unused)) {
-        if (slabs_.slot_was_used(p, c)) report_purged_double_free(p, call);
-        report_invalid(p, "is a heapguard slot that was never allocated", call);
+        if (slabs_.slot_was_used(p, c)) report_purged_double_free(p, g_block_traces.get(p, c), call);
+        else report_invalid(p, "is a heapguard slot that was never allocated", call);
+        return false;
       }
       if (!intact || h.class_id != c || h.aligned_alias) report_bad_header(p, p - kHeaderSize);
       if (h.alias_offset16 != 0) {
         // The block's handle is further in (redzone or alignment).
         uintptr_t user = p + uintptr_t(h.alias_offset16) * 16;
         size_t usable = p + sc.usable - user;
-        if (h.state == ChunkState::Allocated) report_interior(p, user, usable - h.unused_bytes, call);
-        report_invalid(p, "points into a heapguard slot that is not allocated", call);
+        if (h.state == ChunkState::Allocated) report_interior(p, slot_facts(user, usable - h.unused_bytes, p, c), call);
+        else report_invalid(p, "points into a heapguard slot that is not allocated", call);
+        return false;
       }
-      if (h.state != ChunkState::Allocated) report_double_free(p, p, sc.usable - h.unused_bytes, call);
+      if (h.state != ChunkState::Allocated) {
+        report_double_free(p, slot_facts(p, sc.usable - h.unused_bytes, p, c), call);
+        return false;
+      }
       *out = {p, p, c, h, sc.usable, sc.usable - h.unused_bytes};
       return true;
     }
@@ -116,7 +110,8 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
         }
         if (!report) return false;
         if (h.state == ChunkState::Unused) report_invalid(p, "points into a heapguard slot that is not allocated", call);
-        report_double_free(p, p, usable - h.unused_bytes, call);
+        else report_double_free(p, slot_facts(p, usable - h.unused_bytes, block, c), call);
+        return false;
       }
       if (!report) return false;
       if (!intact || h.class_id != c || h.aligned_alias) {
@@ -124,27 +119,33 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
           // A purged slab zeroed the header with the block's offset: a
           // 16-aligned pointer into a slot that was handed out is the
           // freed block's handle (redzone or alignment offset).
-          if ((p - block) % kMinAlign == 0 && slabs_.slot_was_used(block, c)) report_purged_double_free(p, call);
-          report_invalid(p, "points into a heapguard slot that is not allocated", call);
+          if ((p - block) % kMinAlign == 0 && slabs_.slot_was_used(block, c))
+            report_purged_double_free(p, g_block_traces.get(block, c), call);
+          else report_invalid(p, "points into a heapguard slot that is not allocated", call);
+          return false;
         }
         report_bad_header(block, block - kHeaderSize);
       }
       if (h.state == ChunkState::Allocated) {
         uintptr_t user = block + uintptr_t(h.alias_offset16) * 16;
         size_t usable = block + sc.usable - user;
-        report_interior(p, user, usable - h.unused_bytes, call);
+        report_interior(p, slot_facts(user, usable - h.unused_bytes, block, c), call);
+        return false;
       }
       report_invalid(p, "points into a heapguard slot that is not allocated", call);
+      return false;
     }
     if (!report) return false;
     if (block != 0) report_invalid(p, "points into the chunk header in front of a heapguard block", call);
-    report_invalid(p, "points into the heapguard slab arena but not into any slot", call);
+    else report_invalid(p, "points into the heapguard slab arena but not into any slot", call);
+    return false;
   }
   LargeBlock b;
   if (large_.lookup(p, &b)) {
     if (b.quarantined) {
       if (!report) return false;
-      report_double_free(p, p, b.requested, call);
+      report_double_free(p, BlockFacts{p, b.requested, g_block_traces.get(p, kLargeClass)}, call);
+      return false;
     }
     ChunkHeader h;
     bool intact = g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &h);
@@ -156,7 +157,8 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
     return true;
   }
   if (!report) return false;
-  report_invalid(p, "was not allocated by heapguard, or is a large block that was already freed (a stack, global, foreign or wild pointer, or a double free)", call);
+  report_foreign(p, call);
+  return false;
 }
 
 void* Allocator::allocate_slow(size_t n, Origin origin) {
@@ -208,7 +210,7 @@ void Allocator::bin_corrupted(const uintptr_t* entry) {
   MessageBuilder m;
   m.str("a thread-cache entry at ").hex(reinterpret_cast<uintptr_t>(entry))
       .str(" decodes to no slot of its size class (the allocator's free list was overwritten)");
-  report_fatal(ErrorKind::MetadataCorruption, reinterpret_cast<uintptr_t>(entry), m);
+  report_block_fatal(ErrorKind::MetadataCorruption, reinterpret_cast<uintptr_t>(entry), BlockFacts{}, m);
 }
 
 // Every block the large heap serves: blocks above the size classes, over-
@@ -265,10 +267,10 @@ void Allocator::flush_bin(unsigned c, Bin& bin, size_t keep) {
 void Allocator::deallocate_slow(void* ptr, ApiCall call, size_t sized) {
   if (ptr == nullptr) return;
   uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
-  if (HEAPGUARD_UNLIKELY(!ensure_ready())) report_invalid(p, "was freed before the heap existed", call);
+  if (HEAPGUARD_UNLIKELY(!ensure_ready())) return report_invalid(p, "was freed before the heap existed", call);
   if (g_policy.checked) return deallocate_checked(p, call, sized);
   ResolvedBlock r;
-  resolve(p, &r, call, true);
+  if (!resolve(p, &r, call, true)) return;
   if (r.class_id == kLargeClass) {
     large_.deallocate(r.block);
     return;
@@ -348,10 +350,13 @@ void* Allocator::reallocate(void* ptr, size_t n) {
     return nullptr;
   }
   uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
-  if (!ensure_ready()) report_invalid(p, "was passed before the heap existed", ApiCall::Realloc);
-  if (g_policy.checked) return reallocate_checked(p, n);
   ResolvedBlock r;
-  resolve(p, &r, ApiCall::Realloc, true);
+  if (!ensure_ready()) {
+    report_invalid(p, "was passed before the heap existed", ApiCall::Realloc);
+    return nullptr;
+  }
+  if (g_policy.checked) return reallocate_checked(p, n);
+  if (!resolve(p, &r, ApiCall::Realloc, true)) return nullptr;
   if (r.class_id != kLargeClass) {
     if (r.user == r.block && n <= kMaxSmallSize && size_to_class(n) == r.class_id) {
       ChunkHeader h = r.header;
@@ -382,9 +387,13 @@ void* Allocator::reallocate(void* ptr, size_t n) {
 size_t Allocator::usable_size(const void* ptr) {
   if (ptr == nullptr) return 0;
   uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
-  if (!ensure_ready()) report_invalid(p, "was passed before the heap existed", ApiCall::UsableSize);
+  if (!ensure_ready()) {
+    report_invalid(p, "was passed before the heap existed", ApiCall::UsableSize);
+    return 0;
+  }
+  if (guarded_.contains(p)) return usable_size_guarded(p);
   ResolvedBlock r;
-  resolve(p, &r, ApiCall::UsableSize, true);
+  if (!resolve(p, &r, ApiCall::UsableSize, true)) return 0;
   // With the slack checked, every byte past the request is an overflow, so
   // the program is told exactly what it asked for (as ASan does).
   return g_policy.check_slack ? r.requested : r.usable;
@@ -392,6 +401,8 @@ size_t Allocator::usable_size(const void* ptr) {
 
 bool Allocator::owns(const void* ptr) {
   if (ptr == nullptr || !ensure_ready()) return false;
+  GuardedBlock b;
+  if (guarded_.contains(reinterpret_cast<uintptr_t>(ptr))) return guarded_.find_live(reinterpret_cast<uintptr_t>(ptr), &b);
   ResolvedBlock r;
   return resolve(reinterpret_cast<uintptr_t>(ptr), &r, ApiCall::Free, false);
 }

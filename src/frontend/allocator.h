@@ -33,6 +33,7 @@
 #include "ds/ds.h"
 #include "frontend/policy.h"
 #include "frontend/thread_cache.h"
+#include "guarded/guarded.h"
 #include "large/large.h"
 #include "quarantine/quarantine.h"
 #include "platform/platform.h"
@@ -131,6 +132,11 @@ class Allocator {
 
   size_t trim();
   HeapFigures figures();
+  // Read-only views for the leak check and the fault handler, which run
+  // with the world stopped or in a signal handler and take no locks.
+  const SlabHeap& slab_heap() const { return slabs_; }
+  const LargeHeap& large_heap() const { return large_; }
+  const GuardedPool& guarded_pool() const { return guarded_; }
   Mode mode() {
     ensure_ready();
     return options().mode;
@@ -217,6 +223,14 @@ class Allocator {
   void* finish_small_checked(uintptr_t block, unsigned c, size_t offset, size_t n, Origin origin, bool zero,
                              bool known_zero);
   void* finish_large_checked(void* p, size_t n, bool zero);
+  // guard=all and sampled blocks: from the guarded pool, or nullptr (pool
+  // full, too big) for the ordinary heap to serve.
+  bool wants_guarded(size_t n);
+  void* allocate_guarded(size_t n, size_t align, Origin origin, bool zero);
+  size_t usable_size_guarded(uintptr_t p);
+  // A pointer into the guarded pool handed back: checked and freed there.
+  void deallocate_guarded(uintptr_t p, ApiCall call, size_t sized);
+  void* reallocate_guarded(uintptr_t p, size_t n);
   void deallocate_checked(uintptr_t p, ApiCall call, size_t sized);
   void verify_release(const ResolvedBlock& r, ApiCall call, size_t sized);
   void verify_canaries(const ResolvedBlock& r, ApiCall call);
@@ -224,6 +238,7 @@ class Allocator {
   void release_checked(const ResolvedBlock& r);
   void* reallocate_checked(uintptr_t p, size_t n);
   void configure_hardening();
+  void configure_reporting();
   void count_quarantined(unsigned c, int delta);
   void verify_reused_slot(uintptr_t block, unsigned c, uint64_t header_word);
   // malloc_trim: drains the quarantine, checking every block it releases.
@@ -233,6 +248,7 @@ class Allocator {
 
   SlabHeap slabs_;
   LargeHeap large_;
+  GuardedPool guarded_;
   Quarantine quarantine_;
   MetadataArena arena_;
   pal::Lock init_lock_;

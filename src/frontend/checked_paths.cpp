@@ -63,41 +63,44 @@ const char* release_name(ApiCall call) {
 
 uint8_t free_fill_byte() { return g_policy.poison == PoisonMode::Zero ? 0 : kFreeFill; }
 
-[[noreturn]] HEAPGUARD_COLD void report_overflow(uintptr_t bad, const ResolvedBlock& r, const char* when, ApiCall call) {
-  MessageBuilder m;
-  describe_region(m, bad, r.user, r.requested).ch('\n').str("the overwrite was found when the block ");
-  if (when != nullptr) m.str(when);
-  else m.str("was passed to ").str(api_call_name(call)).str("()");
-  report_fatal(ErrorKind::HeapBufferOverflow, bad, m);
+BlockFacts resolved_facts(const ResolvedBlock& r) {
+  return {r.user, r.requested, g_block_traces.get(r.block, r.class_id)};
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_use_after_free(uintptr_t bad, uintptr_t user, size_t n, bool reused) {
+// Found on release: the heap is intact (the damage is in bytes no block
+// owns), so with halt_on_error=0 the release goes ahead.
+HEAPGUARD_COLD void report_overflow(uintptr_t bad, const ResolvedBlock& r, ApiCall call) {
   MessageBuilder m;
-  describe_region(m, bad, user, n).str(", which was written after it was freed\n")
+  m.str("the overwrite was found when the block was passed to ").str(api_call_name(call)).str("()");
+  report_block_error(ErrorKind::HeapBufferOverflow, bad, resolved_facts(r), m, Recovery::Recoverable);
+}
+
+HEAPGUARD_COLD void report_use_after_free(uintptr_t bad, const BlockFacts& block, bool reused) {
+  MessageBuilder m;
+  m.str("the block was written after it was freed\n")
       .str(reused ? "the write was found when the block's memory was handed out again"
                   : "the write was found when the block left quarantine");
-  report_fatal(ErrorKind::HeapUseAfterFree, bad, m);
+  report_block_error(ErrorKind::HeapUseAfterFree, bad, block, m, Recovery::Recoverable);
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_mismatch(const ResolvedBlock& r, ApiCall call) {
+HEAPGUARD_COLD void report_mismatch(const ResolvedBlock& r, ApiCall call) {
   MessageBuilder m;
-  describe_region(m, r.user, r.user, r.requested).str(": allocated by ").str(origin_name(r.header.origin))
-      .str(", released by ").str(release_name(call));
-  report_fatal(ErrorKind::AllocDeallocMismatch, r.user, m);
+  m.str("allocated by ").str(origin_name(r.header.origin)).str(", released by ").str(release_name(call));
+  report_block_error(ErrorKind::AllocDeallocMismatch, r.user, resolved_facts(r), m, Recovery::Recoverable);
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_type_mismatch(const ResolvedBlock& r, ApiCall call, size_t sized) {
+HEAPGUARD_COLD void report_type_mismatch(const ResolvedBlock& r, ApiCall call, size_t sized) {
   MessageBuilder m;
-  describe_region(m, r.user, r.user, r.requested).str(": allocated with size ").dec(r.requested)
-      .str(", released by ").str(release_name(call)).str(" with size ").dec(sized);
-  report_fatal(ErrorKind::NewDeleteTypeMismatch, r.user, m);
+  m.str("allocated with size ").dec(r.requested).str(", released by ").str(release_name(call)).str(" with size ")
+      .dec(sized);
+  report_block_error(ErrorKind::NewDeleteTypeMismatch, r.user, resolved_facts(r), m, Recovery::Recoverable);
 }
 
 [[noreturn]] HEAPGUARD_COLD void report_quarantine_header(uintptr_t user, uintptr_t header) {
   MessageBuilder m;
   m.str("the chunk header at ").hex(header).str(" of the quarantined block at ").hex(user)
       .str(" failed its integrity check (overwritten after the block was freed)");
-  report_fatal(ErrorKind::MetadataCorruption, user, m);
+  report_block_fatal(ErrorKind::MetadataCorruption, user, BlockFacts{}, m);
 }
 
 void recycle_hook(uintptr_t user, size_t) { g_allocator.recycle(user); }
@@ -110,14 +113,16 @@ constinit thread_local bool t_verify_recycled = false;
   MessageBuilder m;
   m.str("the chunk header at ").hex(header).str(" of the freed slot at ").hex(block)
       .str(" failed its integrity check when the slot was handed out again (overwritten after the block was freed)");
-  report_fatal(ErrorKind::MetadataCorruption, block, m);
+  report_block_fatal(ErrorKind::MetadataCorruption, block, BlockFacts{}, m);
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_slot_reused_live(uintptr_t block) {
+// Not recoverable: the slot is in a cache twice, and would be handed out
+// to two owners.
+[[noreturn]] HEAPGUARD_COLD void report_slot_reused_live(uintptr_t block, unsigned c) {
   MessageBuilder m;
   m.str("the slot at ").hex(block).str(" was about to be handed out while its header says its block is live: ")
       .str("the block was freed twice behind a restored header, and would have been handed out twice");
-  report_fatal(ErrorKind::DoubleFree, block, m);
+  report_block_fatal(ErrorKind::DoubleFree, block, BlockFacts{0, 0, g_block_traces.get(block, c)}, m);
 }
 
 // The first byte of a freed block's [user, user+n) that lost its poison, or 0.
@@ -154,7 +159,11 @@ Policy make_policy(const Options& o) {
   p.type_mismatch = o.new_delete_type_mismatch != 0;
   p.scrub_large = p.poison != PoisonMode::None;
   p.quarantine_bytes = size_t(o.quarantine_size_mb) << 20;
-  p.checked = p.check_slack || p.redzone != 0 || p.poison != PoisonMode::None || p.quarantine_bytes != 0 ||
+  const bool debugging = o.mode == Mode::Debug || o.mode == Mode::Fuzz;
+  p.record_stacks = debugging && o.malloc_context_size != 0;
+  p.guard_all = debugging && GuardLevel(o.guard) == GuardLevel::All && o.guard_pool_mb != 0;
+  p.sample_rate = o.guard_pool_mb != 0 ? uint32_t(o.sample_rate) : 0;
+  p.checked = p.record_stacks || p.guard_all || p.sample_rate != 0 || p.check_slack || p.redzone != 0 || p.poison != PoisonMode::None || p.quarantine_bytes != 0 ||
               p.mismatch || p.type_mismatch;
   return p;
 }
@@ -162,6 +171,10 @@ Policy make_policy(const Options& o) {
 // Runs inside init, before the first block exists: every key and the
 // policy are set, then sealed.
 void Allocator::configure_hardening() {
+  // From now on the lower layers' fatal errors get the full report.
+  set_fatal_hook([](ErrorKind kind, uintptr_t address, const MessageBuilder& detail) {
+    report_block_fatal(kind, address, BlockFacts{}, detail);
+  });
   const Options& o = options();
   Policy policy = make_policy(o);
   // seed=0: layout from the OS; otherwise every layout choice derives from
@@ -180,6 +193,16 @@ void Allocator::configure_hardening() {
   large_config.seed = mix_seed(seed, 2);
   large_.configure(large_config);
   quarantine_.init(policy.quarantine_bytes, mix_seed(seed, 3), pal::Pal::entropy64(), &recycle_hook);
+  // Without the sparse tables (strict overcommit) reports lack small blocks'
+  // stacks; nothing else changes.
+  if (policy.record_stacks && !g_block_traces.init(slabs_)) policy.record_stacks = false;
+  // The pool's address space is reserved only when something uses it; if
+  // the OS refuses, blocks come from the ordinary heap.
+  if ((policy.guard_all || policy.sample_rate != 0) &&
+      !guarded_.init(size_t(o.guard_pool_mb) << 20, o.guard_below != 0, mix_seed(seed, 4))) {
+    policy.guard_all = false;
+    policy.sample_rate = 0;
+  }
 
   g_header_codec_page.value.set_key(pal::Pal::entropy64());
   g_bin_codec_page.value.set_key(pal::Pal::entropy64());
@@ -192,6 +215,10 @@ void Allocator::configure_hardening() {
 }
 
 void* Allocator::allocate_checked(size_t n, size_t align, Origin origin, bool zero) {
+  if (HEAPGUARD_UNLIKELY(g_policy.guard_all || g_policy.sample_rate != 0) && wants_guarded(n)) {
+    void* p = allocate_guarded(n, align, origin, zero);
+    if (p != nullptr) return p;
+  }
   const size_t rz = g_policy.redzone;
   // Slot bytes: left redzone (and alignment padding), the block, and at
   // least a redzone's worth of slack on the right.
@@ -256,6 +283,7 @@ void* Allocator::finish_small_checked(uintptr_t block, unsigned c, size_t offset
   h.unused_bytes = uint32_t(usable - n);
   h.alias_offset16 = uint32_t(offset / 16);
   HeaderCodec::store(block, g_header_codec.pack(h, block - kHeaderSize));
+  if (g_policy.record_stacks) g_block_traces.set_allocated(block, c, capture_trace());
   if (offset != 0) g_canary.fill(user, block, user, false);
   if (g_policy.check_slack) fill_slack(user, user + n, user + usable);
   if (zero) {
@@ -275,6 +303,7 @@ void* Allocator::finish_large_checked(void* p, size_t n, bool zero) {
   r.class_id = kLargeClass;
   r.usable = LargeHeap::usable_size(b);
   r.requested = n;
+  if (g_policy.record_stacks) g_block_traces.set_allocated(user, kLargeClass, capture_trace());
   write_canaries(r);
   if (!zero && g_policy.poison == PoisonMode::Pattern) poison_fill(user, n, kAllocFill);
   return p;
@@ -288,7 +317,7 @@ void Allocator::write_canaries(const ResolvedBlock& r) {
 void Allocator::verify_canaries(const ResolvedBlock& r, ApiCall call) {
   if (r.user > r.block) {
     uintptr_t bad = g_canary.first_damaged(r.user, r.block, r.user, false);
-    if (bad != 0) report_overflow(bad, r, nullptr, call);
+    if (bad != 0) report_overflow(bad, r, call);
   }
   if (!g_policy.check_slack) return;
   uintptr_t from = r.user + r.requested;
@@ -296,7 +325,7 @@ void Allocator::verify_canaries(const ResolvedBlock& r, ApiCall call) {
   if (from >= end) return;
   uintptr_t bad = g_policy.bounded_slack ? g_canary.first_damaged_words(r.user, from, end, g_policy.canary_zero_first)
                                          : g_canary.first_damaged(r.user, from, end, g_policy.canary_zero_first);
-  if (bad != 0) report_overflow(bad, r, nullptr, call);
+  if (bad != 0) report_overflow(bad, r, call);
 }
 
 void Allocator::verify_release(const ResolvedBlock& r, ApiCall call, size_t sized) {
@@ -324,8 +353,9 @@ void Allocator::deallocate_checked(uintptr_t p, ApiCall call, size_t sized) {
       return;
     }
   }
+  if (HEAPGUARD_UNLIKELY(guarded_.contains(p))) return deallocate_guarded(p, call, sized);
   ResolvedBlock r;
-  resolve(p, &r, call, true);
+  if (!resolve(p, &r, call, true)) return;
   verify_release(r, call, sized);
   release_checked(r);
 }
@@ -335,6 +365,7 @@ void Allocator::release_checked(const ResolvedBlock& r) {
   ThreadCache* tc = t_cache;
   if (HEAPGUARD_UNLIKELY(tc->bins[1].cap == 0)) tc = ensure_cache();
   QuarantineBatch* batch = tc != nullptr ? &tc->quarantine : nullptr;
+  if (policy.record_stacks) g_block_traces.set_freed(r.block, r.class_id, capture_trace());
   if (r.class_id == kLargeClass) {
     // A quarantined large block is made inaccessible, so a read after free
     // faults; blocks too big for the budget skip it.
@@ -392,14 +423,14 @@ void Allocator::verify_reused_slot(uintptr_t block, unsigned c, uint64_t word) {
   ChunkHeader old;
   if (!g_header_codec.unpack(word, block - kHeaderSize, &old) || old.class_id != c || old.aligned_alias)
     report_bad_header(block, block - kHeaderSize);
-  if (old.state == ChunkState::Allocated) report_slot_reused_live(block);
+  if (old.state == ChunkState::Allocated) report_slot_reused_live(block, c);
   if (g_policy.uaf_check == UafCheck::None || old.state == ChunkState::Unused) return;
   uintptr_t user = block + uintptr_t(old.alias_offset16) * 16;
   size_t usable = block + kSizeClasses[c].usable - user;
   if (old.unused_bytes > usable) report_bad_header(block, block - kHeaderSize);
   size_t n = usable - old.unused_bytes;
   uintptr_t bad = damaged_poison(user, n);
-  if (bad != 0) report_use_after_free(bad, user, n, !t_verify_recycled);
+  if (bad != 0) report_use_after_free(bad, BlockFacts{user, n, g_block_traces.get(block, c)}, !t_verify_recycled);
 }
 
 void Allocator::drain_quarantine_checked() {
@@ -428,8 +459,9 @@ void Allocator::retire_quarantine_counts(ThreadCache* tc) {
 }
 
 void* Allocator::reallocate_checked(uintptr_t p, size_t n) {
+  if (HEAPGUARD_UNLIKELY(guarded_.contains(p))) return reallocate_guarded(p, n);
   ResolvedBlock r;
-  resolve(p, &r, ApiCall::Realloc, true);
+  if (!resolve(p, &r, ApiCall::Realloc, true)) return nullptr;
   verify_release(r, ApiCall::Realloc, kUnsized);
   const size_t rz = g_policy.redzone;
   if (r.class_id != kLargeClass) {
@@ -443,6 +475,8 @@ void* Allocator::reallocate_checked(uintptr_t p, size_t n) {
       HeaderCodec::store(r.block, g_header_codec.pack(h, r.block - kHeaderSize));
       if (n > r.requested && g_policy.poison == PoisonMode::Pattern)
         poison_fill(r.user + r.requested, n - r.requested, kAllocFill);
+      // The resized block is a new allocation as far as reports go.
+      if (g_policy.record_stacks) g_block_traces.set_allocated(r.block, r.class_id, capture_trace());
       ResolvedBlock grown = r;
       grown.header = h;
       grown.requested = n;

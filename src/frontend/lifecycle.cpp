@@ -4,10 +4,16 @@
 // dynamic loader, a constructor or a new thread, so it takes no lock that
 // malloc itself could need, calls nothing that may allocate, and publishes
 // "ready" only when the heap is usable.
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "frontend/allocator.h"
+#include "frontend/block_reports.h"
+#include "frontend/fault_handler.h"
+#include "frontend/leak_check.h"
 #include "frontend/stats_format.h"
+#include "report/report.h"
 
 namespace heapguard {
 
@@ -66,6 +72,7 @@ bool Allocator::init_slow() {
         return false;
       }
       configure_hardening();
+      configure_reporting();
       if (!pal::Pal::create_thread_key(&thread_exit_hook, &thread_key_)) {
         MessageBuilder m;
         m.str("no pthread key left: thread caches will not be flushed at thread exit");
@@ -89,12 +96,53 @@ bool Allocator::init_slow() {
   return true;
 }
 
+// Inside init: what the reporter needs before the first error. Nothing
+// here allocates (the suppressions file is read with raw system calls).
+void Allocator::configure_reporting() {
+  set_thread_number_source(&current_thread_number);
+  pal::set_unwinder(options().fast_unwind != 0 ? 1 : 0);
+  load_suppressions();
+}
+
+namespace {
+
+// At exit, after the program's own atexit handlers and static destructors
+// (registered later, so run earlier): the leak check, then the exit status
+// that halt_on_error=0 owes the errors it let pass. stdio is flushed first
+// because _exit would drop the program's buffered output.
+void at_exit_checks() {
+  const Options& o = options();
+  if (o.detect_leaks != 0 && o.mode == Mode::Debug) run_leak_check();
+  if (errors_reported() != 0) {
+    fflush(nullptr);
+    pal::Pal::exit_process(int(o.exitcode));
+  }
+}
+
+}  // namespace
+
 // Runs from the library constructor, after libc is fully initialised:
-// pthread_atfork may allocate, which is fine now that the heap is ready.
+// pthread_atfork and atexit may allocate, which is fine now that the heap is
+// ready, and the unwinder's lazy set-up happens here rather than inside the
+// first malloc that records a stack.
 void Allocator::after_init() {
   if (!ensure_ready() || post_init_done_.exchange(true)) return;
   pal::Pal::register_atfork([] { g_allocator.before_fork(); }, [] { g_allocator.after_fork_parent(); },
                             [] { g_allocator.after_fork_child(); });
+  // Every mode: any report shows the failing call's stack.
+  pal::warm_up_unwinder();
+  FaultContext faults;
+  faults.pool = &guarded_;
+  faults.large = &large_;
+  faults.slabs = &slabs_;
+  faults.traces = &g_block_traces;
+  if (!install_fault_handler(faults)) {
+    MessageBuilder m;
+    m.str("cannot install the SIGSEGV/SIGBUS handler: guard-page faults will not be reported");
+    print_line(m);
+  }
+  set_leak_guarded_enumerator([](LiveBlockFn fn, void* ctx) { g_allocator.guarded_pool().for_each_live_block(fn, ctx); });
+  std::atexit(&at_exit_checks);
 }
 
 ThreadCache* Allocator::new_cache() {
@@ -137,6 +185,9 @@ ThreadCache* Allocator::ensure_cache() {
   if (tc != nullptr) {
     t_cache = tc;
     if (thread_key_ != ~0u) pal::Pal::set_thread_key(thread_key_, tc);
+    // sigaltstack is per thread: a guard-page fault on a thread whose stack
+    // is exhausted still gets its report.
+    if (pal::fault_signals_installed()) pal::ensure_alt_stack();
   }
   t_in_cache_setup = false;
   return tc;
@@ -151,6 +202,7 @@ void Allocator::flush_all(ThreadCache* tc) {
 void Allocator::on_thread_exit(ThreadCache* tc) {
   // From here on this thread allocates without a cache (see allocate_slow).
   t_cache = &g_torn_down_cache;
+  pal::release_alt_stack();
   quarantine_.flush(&tc->quarantine);
   flush_all(tc);
   pal::LockGuard guard(registry_lock_);
@@ -161,12 +213,15 @@ void Allocator::on_thread_exit(ThreadCache* tc) {
 }
 
 void Allocator::before_fork() {
+  // A thread inside libunwind may be allocating: let it finish first.
+  pal::unwinder_fork_prepare();
   init_lock_.lock();
   quarantine_.lock_all();
   registry_lock_.lock();
   arena_.lock_for_fork().lock();
   slabs_.lock_all();
   large_.lock_all();
+  guarded_.lock_all();
   // Our prepare handler was registered after those of libraries initialised
   // before us, so theirs run after it, and may allocate: this thread owns
   // every lock until the parent or child handler runs.
@@ -175,16 +230,19 @@ void Allocator::before_fork() {
 
 void Allocator::after_fork_parent() {
   pal::t_owns_all_locks = false;
+  guarded_.unlock_all();
   large_.unlock_all();
   slabs_.unlock_all();
   arena_.lock_for_fork().unlock();
   registry_lock_.unlock();
   quarantine_.unlock_all();
   init_lock_.unlock();
+  pal::unwinder_fork_parent();
 }
 
 void Allocator::after_fork_child() {
   pal::t_owns_all_locks = false;
+  guarded_.reset_after_fork();
   large_.reset_locks_after_fork();
   slabs_.reset_locks_after_fork();
   // Unless the layout is seeded (fuzz), a child must not replay its
@@ -209,6 +267,7 @@ void Allocator::after_fork_child() {
     }
     n = next;
   }
+  pal::unwinder_fork_child();
 }
 
 namespace {

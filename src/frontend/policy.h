@@ -31,6 +31,12 @@ struct Policy {
   bool type_mismatch = false;   // new-delete-type-mismatch
   bool scrub_large = false;     // freed large blocks never return old bytes
   size_t quarantine_bytes = 0;  // 0: no quarantine
+  // Debug and fuzz: every block's allocation and free stacks, for reports.
+  bool record_stacks = false;
+  // Every small block from the guarded pool, against a guard page.
+  bool guard_all = false;
+  // Hardened: 1 in this many allocations from the guarded pool; 0 off.
+  uint32_t sample_rate = 0;
 };
 
 Policy make_policy(const Options& o);

@@ -599,6 +599,20 @@ LargeStats LargeHeap::stats() {
   return s;
 }
 
+bool LargeHeap::find_fault(uintptr_t addr, LargeBlock* out) const {
+  // A linear scan without the shard locks: a fault is rare, and the
+  // faulting thread may be anywhere. A record moved by a concurrent insert
+  // or erase may be missed; the fault is then passed on unexplained.
+  bool found = false;
+  table_.for_each_unlocked([&](const LargeBlock& b) {
+    if (!found && addr - b.map_base < b.map_size) {
+      *out = b;
+      found = true;
+    }
+  });
+  return found;
+}
+
 void LargeHeap::unmap_for_testing() {
   release_cache();
   table_.unmap_for_testing();

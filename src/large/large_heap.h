@@ -84,6 +84,18 @@ class LargeHeap {
   // header included, are inaccessible, so check that before reading them.
   bool lookup(uintptr_t user, LargeBlock* out) { return table_.find(user, out); }
 
+  // For a fault at addr: the live or quarantined block whose mapping
+  // (guards included) holds addr, so the fault handler can tell an
+  // overflow past the trailing guard, an underflow into the lead guard and
+  // a touch of a quarantined block. False when addr is in no block's
+  // mapping. Takes no lock (safe in a signal handler) and touches no block
+  // memory.
+  bool find_fault(uintptr_t addr, LargeBlock* out) const;
+
+  // The table of live and quarantined blocks (the leak check enumerates
+  // it with the world stopped).
+  const RegionTable& region_table() const { return table_; }
+
   // Marks a live block quarantined and makes its pages inaccessible (a read
   // or write after free faults; the bytes are kept). Reserve pages of a
   // bigger reused mapping are unmapped first, so a waiting block holds only

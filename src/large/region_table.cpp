@@ -28,9 +28,14 @@ bool RegionTable::grow(Shard& s) {
     while (slots[j].user != 0) j = (j + 1) & mask;
     slots[j] = b;
   }
-  if (s.slots != nullptr) pal::Pal::unmap(s.slots, align_up(s.capacity * sizeof(LargeBlock), pal::Pal::page_size()));
-  s.slots = slots;
-  s.capacity = capacity;
+  // New array first, capacity second, old array unmapped last: the leak
+  // check reads shards without the lock (for_each_unlocked) while this
+  // thread may be stopped anywhere in between.
+  LargeBlock* old = s.slots;
+  size_t old_capacity = s.capacity;
+  __atomic_store_n(&s.slots, slots, __ATOMIC_RELEASE);
+  __atomic_store_n(&s.capacity, capacity, __ATOMIC_RELEASE);
+  if (old != nullptr) pal::Pal::unmap(old, align_up(old_capacity * sizeof(LargeBlock), pal::Pal::page_size()));
   return true;
 }
 

@@ -58,6 +58,23 @@ class RegionTable {
   // (absent or already quarantined). Atomic against concurrent calls.
   bool mark_quarantined(uintptr_t user, LargeBlock* out);
   size_t count();
+  // Leak check: calls f(const LargeBlock&) for every record, live and
+  // quarantined, without the shard locks: only with every other thread
+  // stopped. A thread stopped inside an insert or erase may leave a record
+  // missing or, mid backward-shift, shown twice; grow() publishes the new
+  // array before unmapping the old, so the reader never touches unmapped
+  // memory. Allocates nothing.
+  template <typename F>
+  void for_each_unlocked(F&& f) const {
+    for (const Shard& s : shards_) {
+      const LargeBlock* slots = __atomic_load_n(&s.slots, __ATOMIC_ACQUIRE);
+      size_t capacity = __atomic_load_n(&s.capacity, __ATOMIC_ACQUIRE);
+      // slots is published before capacity: a reader between the two sees
+      // the new, larger array with the old capacity (a prefix of it).
+      for (size_t i = 0; slots != nullptr && i < capacity; ++i)
+        if (slots[i].user != 0) f(slots[i]);
+    }
+  }
 
   void lock_all();
   void unlock_all();

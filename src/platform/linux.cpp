@@ -372,6 +372,8 @@ void Linux::futex_wake_one(uint32_t* word) {
   syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
 }
 
+void Linux::exit_process(int code) { _exit(code); }
+
 void Linux::abort_process() {
   // abort() raises SIGABRT without flushing stdio (glibc >= 2.27), so it
   // cannot re-enter the allocator through a stdio buffer.

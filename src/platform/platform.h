@@ -119,6 +119,8 @@ struct Linux {
   static void futex_wait(uint32_t* word, uint32_t expected);
   static void futex_wake_one(uint32_t* word);
   [[noreturn]] static void abort_process();
+  // _exit(code): no atexit handlers, no stdio flush (the heap may be broken).
+  [[noreturn]] static void exit_process(int code);
   // Thread-exit hook (pthread key) and fork hooks. register_atfork may
   // allocate, so it is called only once the allocator is ready.
   static bool create_thread_key(ThreadKeyDestructor dtor, unsigned* key);
@@ -148,3 +150,10 @@ void set_errno(int value);
 int get_errno();
 
 }  // namespace heapguard::pal
+
+// The rest of the platform layer, one concept per file.
+#include "platform/files.h"
+#include "platform/process.h"
+#include "platform/signals.h"
+#include "platform/threads.h"
+#include "platform/unwind.h"

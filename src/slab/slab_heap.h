@@ -148,6 +148,34 @@ class SlabHeap {
   // block. Same preconditions as is_block_start, which must be true.
   bool slot_was_used(uintptr_t p, unsigned c) const;
 
+  // Leak check: calls f(block_start) for every slot of class c that is out
+  // of its slab (live, or in a thread cache or the quarantine: the caller
+  // tells them apart by the header), in address order. Takes no lock and
+  // writes nothing, so it is safe with every other thread stopped anywhere,
+  // a class lock holder included: a slab mid-refill shows slots that are
+  // out but not yet Allocated, which the header test drops. Touches only
+  // out-of-line metadata and never a guard slab; f may read the headers.
+  template <typename F>
+  void for_each_slot_out(unsigned c, F&& f) const {
+    const SizeClass& sc = kSizeClasses[c];
+    if (meta_[c] == nullptr) return;
+    uint32_t used = bounds_[c].used_slabs.load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < used; ++i) {
+      if (is_guard_index(c, i)) continue;
+      const SlabMeta& m = meta(c, i);
+      uintptr_t first = slab_base(c, i) + kSlabLeadIn + kHeaderSize;
+      for (size_t w = 0; w < kSlabWords; ++w) {
+        uint64_t out = __atomic_load_n(&m.used_bits[w], __ATOMIC_RELAXED) & ~m.free_bits[w];
+        while (out != 0) {
+          size_t k = w * 64 + size_t(__builtin_ctzll(out));
+          out &= out - 1;
+          if (k >= sc.slots) break;
+          f(first + k * sc.slot_size);
+        }
+      }
+    }
+  }
+
   // Purges every empty slab (malloc_trim). Returns the bytes purged.
   size_t purge_all_empty();
 

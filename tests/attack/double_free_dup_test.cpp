@@ -44,7 +44,7 @@ void check_no_duplicates(size_t n, int count) {
 std::string dup_report(size_t n, const char* api = "free\\(\\)") {
   // Without a quarantine a freed large mapping is gone from the table:
   // still a report, as an invalid free.
-  if (is_large(n) && !hardening_mode()) return report_head("invalid-free") + "0x[0-9a-f]+ was not allocated by heapguard";
+  if (is_large(n) && !hardening_mode()) return report_head("invalid-free") + "0x[0-9a-f]+ (is not a heap address: nothing is mapped there|was not allocated by heapguard: it points into)[^\n]*a large block already freed";
   return double_free_report(api);
 }
 
@@ -54,7 +54,7 @@ std::string dup_report(size_t n, const char* api = "free\\(\\)") {
 std::string dup_or_purged_report(size_t n) {
   if (hardening_mode()) return dup_report(n);
   return report_head("double-free") + "0x[0-9a-f]+ is (located 0 bytes inside of " + any_region() +
-         ", which is already free|the start of a block that was already freed \\(its memory has since been returned to "
+         "\nthe block is already free \\(or waiting in quarantine\\)|the start of a block that was already freed \\(its memory has since been returned to "
          "the OS\\))\nthe pointer was passed to free\\(\\)";
 }
 

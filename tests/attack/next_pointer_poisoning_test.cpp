@@ -81,7 +81,7 @@ void allocate_and_check(size_t n, int count, const char* stack_buf) {
 
 std::string expectation(size_t n, const char* found) {
   return report_head("heap-use-after-free") + "0x[0-9a-f]+ is located [0-9]+ bytes inside of " + region(n) +
-         ", which was written after it was freed\nthe write was found " + found;
+         "\nthe block was written after it was freed\nthe write was found " + found;
 }
 
 class NextPointerPoisoningTest : public DeathTestBase {};

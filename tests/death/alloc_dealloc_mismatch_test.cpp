@@ -48,7 +48,7 @@ const char* releaser_text(Family f) {
 
 std::string mismatch_report(Family from, Family to, size_t n) {
   return report_head("alloc-dealloc-mismatch") + "0x[0-9a-f]+ is located 0 bytes inside of " + region(n) +
-         ": allocated by " + allocator_text(from) + ", released by " + releaser_text(to) + "\n";
+         "\nallocated by " + allocator_text(from) + ", released by " + releaser_text(to) + "\n";
 }
 
 struct Case {
@@ -74,7 +74,7 @@ TEST_P(AllocDeallocMismatchDeathTest, ReallocOfAnOperatorNewBlock) {
   size_t n = GetParam();
   EXPECT_DEATH((void)opaque(realloc(allocate(Family::New, n), n * 2)),
                report_head("alloc-dealloc-mismatch") + "0x[0-9a-f]+ is located 0 bytes inside of " + region(n) +
-                   ": allocated by operator new, released by realloc\\(\\)\n");
+                   "\nallocated by operator new, released by realloc\\(\\)\n");
 }
 
 TEST_P(AllocDeallocMismatchDeathTest, TheMatchingPairsAreFine) {

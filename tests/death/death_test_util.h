@@ -71,8 +71,15 @@ inline bool is_large(size_t n) { return n > kLargestSmallRequest; }
 
 // The report's first line, for `cls` (the word after "HeapGuard:").
 inline std::string report_head(const std::string& cls) {
-  return "==[0-9]+==ERROR: HeapGuard: " + cls + " on address 0x[0-9a-f]+\n";
+  return "==[0-9]+==ERROR: HeapGuard: " + cls + " on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*";
 }
+// A fault heapguard diagnosed (a guard page, a quarantined or freed
+// block): the report's head, the access line, the faulting stack, then
+// `where` (the region line). The process then dies by SIGABRT.
+inline std::string fault_report(const std::string& cls, const char* access, const std::string& where) {
+  return report_head(cls) + access + " of size \\? at 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*" + where;
+}
+
 // "N-byte region [0xS,0xE)" with the exact requested size.
 inline std::string region(size_t n) { return std::to_string(n) + "-byte region \\[0x[0-9a-f]+,0x[0-9a-f]+\\)"; }
 inline std::string any_region() { return "[0-9]+-byte region \\[0x[0-9a-f]+,0x[0-9a-f]+\\)"; }
@@ -95,12 +102,12 @@ inline constexpr char kFoundHandedOutAgain[] = "when the block's memory was hand
 
 inline std::string use_after_free_report(size_t n, size_t k, const std::string& found = kFoundLeavingQuarantine) {
   return report_head("heap-use-after-free") + "0x[0-9a-f]+ is located " + std::to_string(k) + " bytes inside of " +
-         region(n) + ", which was written after it was freed\nthe write was found " + found + "\n";
+         region(n) + "\nthe block was written after it was freed\nthe write was found " + found + "\n";
 }
 
 inline std::string double_free_report(const char* api = "free\\(\\)") {
   return report_head("double-free") + "0x[0-9a-f]+ is located 0 bytes inside of " + any_region() +
-         ", which is already free\nthe pointer was passed to " + api + "\nSUMMARY: HeapGuard: double-free";
+         "\nthe block is already free \\(or waiting in quarantine\\)\nthe pointer was passed to " + api + "\n([^\n]*\n)*SUMMARY: HeapGuard: double-free";
 }
 
 // Drains the quarantine: every block in it is verified and recycled.

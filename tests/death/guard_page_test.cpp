@@ -2,7 +2,8 @@
 // Guard pages around large blocks (every mode: guard=large or slabs). The
 // block ends against its trailing guard page, so an overflow that outruns
 // the slack faults at once, and the page below the header's page is the
-// leading guard.
+// leading guard. The fault handler turns each fault into a report naming
+// the block, then aborts.
 #include <signal.h>
 
 #include <cstring>
@@ -22,7 +23,8 @@ TEST_P(LargeGuardDeathTest, WritePastTheLastPageFaults) {
         poke(reinterpret_cast<char*>((end + 4095) & ~uintptr_t{4095}), 1);
         exit(0);
       },
-      ::testing::KilledBySignal(SIGSEGV), "");
+      ::testing::KilledBySignal(SIGABRT),
+      fault_report("heap-buffer-overflow", "WRITE", "0x[0-9a-f]+ is located [0-9]+ bytes to the right of " + region(n)));
 }
 
 TEST_P(LargeGuardDeathTest, WriteBelowTheHeaderPageFaults) {
@@ -34,7 +36,8 @@ TEST_P(LargeGuardDeathTest, WriteBelowTheHeaderPageFaults) {
         poke(reinterpret_cast<char*>(header_page - 1), 1);
         exit(0);
       },
-      ::testing::KilledBySignal(SIGSEGV), "");
+      ::testing::KilledBySignal(SIGABRT),
+      fault_report("heap-buffer-overflow", "WRITE", "0x[0-9a-f]+ is located [0-9]+ bytes to the left of " + region(n)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, LargeGuardDeathTest, ::testing::Values(size_t{300001}, size_t{1} << 20, size_t{150000}));

@@ -163,7 +163,8 @@ TEST(LargeGuardPageDeathTest, OneBytePastAPageMultipleBlockFaults) {
         poke(p + n, 1);
         exit(0);
       },
-      ::testing::KilledBySignal(SIGSEGV), "");
+      ::testing::KilledBySignal(SIGABRT),
+      fault_report("heap-buffer-overflow", "WRITE", "0x[0-9a-f]+ is located 0 bytes to the right of " + region(n)));
 }
 
 TEST(SlabGuardDeathTest, LinearOverflowAcrossSlabsHitsAGuardSlab) {
@@ -185,7 +186,7 @@ TEST(SlabGuardDeathTest, LinearOverflowAcrossSlabsHitsAGuardSlab) {
         for (char* q = lo; q < hi; q += 4096) poke(q, 0x41);
         exit(0);
       },
-      ::testing::KilledBySignal(SIGSEGV), "");
+      ::testing::KilledBySignal(SIGABRT), fault_report("heap-buffer-overflow", "WRITE", ""));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, SlackOverflowDeathTest, ::testing::ValuesIn(kSlackSizes));

@@ -279,7 +279,8 @@ TEST_P(LargeUseAfterFreeDeathTest, ReadAfterFreeFaults) {
         free(p);
         exit(peek(p + n / 2) == 0x41 ? 0 : 1);
       },
-      ::testing::KilledBySignal(SIGSEGV), "");
+      ::testing::KilledBySignal(SIGABRT),
+      fault_report("heap-use-after-free", "READ", "0x[0-9a-f]+ is located [0-9]+ bytes inside of " + region(n)));
 }
 
 TEST_P(LargeUseAfterFreeDeathTest, WriteAfterFreeFaults) {
@@ -291,7 +292,8 @@ TEST_P(LargeUseAfterFreeDeathTest, WriteAfterFreeFaults) {
         poke(p, 0x41);
         exit(0);
       },
-      ::testing::KilledBySignal(SIGSEGV), "");
+      ::testing::KilledBySignal(SIGABRT),
+      fault_report("heap-use-after-free", "WRITE", "0x[0-9a-f]+ is located 0 bytes inside of " + region(n)));
 }
 
 TEST_P(LargeUseAfterFreeDeathTest, FreedAgainWhileQuarantinedIsADoubleFree) {

@@ -13,7 +13,7 @@ namespace heapguard::test {
 
 std::string type_mismatch_report(size_t n, size_t m, const char* releaser) {
   return report_head("new-delete-type-mismatch") + "0x[0-9a-f]+ is located 0 bytes inside of " + region(n) +
-         ": allocated with size " + std::to_string(n) + ", released by " + releaser + " with size " +
+         "\nallocated with size " + std::to_string(n) + ", released by " + releaser + " with size " +
          std::to_string(m) + "\n";
 }
 

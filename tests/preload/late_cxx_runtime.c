@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
     _exit(0);
   }
   close(err_pipe[1]);
-  char report[4096];
+  char report[16384];
   size_t len = 0;
   ssize_t n;
   while ((n = read(err_pipe[0], report + len, sizeof report - 1 - len)) > 0) len += (size_t)n;
@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
   int status = 0;
   HEAPGUARD_TEST_REQUIRE(waitpid(pid, &status, 0) == pid);
   int aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-  int reported = strstr(report, "ERROR: HeapGuard: out-of-memory on address 0x0\n") != NULL &&
+  int reported = strstr(report, "ERROR: HeapGuard: out-of-memory on address 0x0 at pc ") != NULL &&
                  strstr(report, "no C++ runtime was loaded at start-up") != NULL;
   printf("throwing new of an impossible size: %s\n",
          aborted && reported ? "out-of-memory report, SIGABRT" : "FAILED");

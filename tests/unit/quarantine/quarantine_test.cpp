@@ -470,7 +470,7 @@ TEST_F(QuarantineTest, CorruptedEntryIsReported) {
         words[2 * 10] ^= 0x1000;  // entry 10's address, as a use-after-free write might
         q->drain();
       },
-      "ERROR: HeapGuard: heap-metadata-corruption on address 0x[0-9a-f]+\n"
+      "ERROR: HeapGuard: heap-metadata-corruption on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*"
       "a quarantine entry at 0x[0-9a-f]+ failed its integrity check");
   EXPECT_DEATH(
       {

@@ -150,7 +150,7 @@ TEST_F(SlabHeapDeathTest, ReleasingASlotTwiceIsMetadataCorruption) {
   auto slots = take(2, 4);
   heap_->release(2, slots.data(), 4);
   EXPECT_DEATH(heap_->release(2, slots.data(), 1),
-               "ERROR: HeapGuard: heap-metadata-corruption on address 0x[0-9a-f]+\nslab metadata: slot released twice");
+               "ERROR: HeapGuard: heap-metadata-corruption on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*slab metadata: slot released twice");
 }
 
 // The hardened layouts: each test below configures heaps of its own.

@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: Apache-2.0
+// Stack capture: frames through a chain of known functions, trimming of
+// heapguard's own frames, the re-entrancy guard, signal contexts, and the
+// frame-pointer walk's verdict against libunwind for code built without
+// frame pointers (assembly trampolines, so the test does not depend on
+// compiler flags).
+#include <gtest/gtest.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <ucontext.h>
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "platform/platform.h"
+
+namespace heapguard::test {
+namespace {
+
+using pal::kMaxStackFrames;
+using CaptureFn = unsigned (*)(uintptr_t*, unsigned);
+
+// Calls fn(arg) without setting up a frame pointer: rbp passes through
+// untouched, so a frame-pointer walk skips the caller of this function.
+// Calls fn(arg) with rbp zeroed: a frame-pointer walk stops here. Both carry
+// CFI, so libunwind unwinds through them.
+extern "C" void hg_test_nofp_call(void (*fn)(void*), void* arg);
+extern "C" void hg_test_nofp_call_end();
+extern "C" void hg_test_zero_fp_call(void (*fn)(void*), void* arg);
+extern "C" void hg_test_zero_fp_call_end();
+asm(R"(
+  .pushsection .text
+  .p2align 4
+  .globl hg_test_nofp_call
+  .hidden hg_test_nofp_call
+  .type hg_test_nofp_call, @function
+hg_test_nofp_call:
+  .cfi_startproc
+  pushq %rbx
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %rbx, 0
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  callq *%rax
+  popq %rbx
+  .cfi_adjust_cfa_offset -8
+  .cfi_restore %rbx
+  retq
+  .cfi_endproc
+  .size hg_test_nofp_call, .-hg_test_nofp_call
+  .globl hg_test_nofp_call_end
+  .hidden hg_test_nofp_call_end
+hg_test_nofp_call_end:
+  nop
+
+  .p2align 4
+  .globl hg_test_zero_fp_call
+  .hidden hg_test_zero_fp_call
+  .type hg_test_zero_fp_call, @function
+hg_test_zero_fp_call:
+  .cfi_startproc
+  pushq %rbp
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %rbp, 0
+  xorl %ebp, %ebp
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  callq *%rax
+  popq %rbp
+  .cfi_adjust_cfa_offset -8
+  .cfi_restore %rbp
+  retq
+  .cfi_endproc
+  .size hg_test_zero_fp_call, .-hg_test_zero_fp_call
+  .globl hg_test_zero_fp_call_end
+  .hidden hg_test_zero_fp_call_end
+hg_test_zero_fp_call_end:
+  nop
+  .popsection
+)");
+
+uintptr_t addr_of(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+template <typename F>
+uintptr_t addr_of(F* f) {
+  return reinterpret_cast<uintptr_t>(f);
+}
+
+// Whether pc is a return address inside the function starting at `fn`
+// (functions here are small; 2 KiB is a generous bound).
+template <typename F>
+bool inside(uintptr_t pc, F* fn, uintptr_t size = 2048) {
+  return pc > addr_of(fn) && pc < addr_of(fn) + size;
+}
+
+// __builtin_frame_address makes gcc and clang keep a frame pointer in the
+// function, whatever -fomit-frame-pointer says, so these links are walkable.
+// noipa (gcc): no clones or interprocedural shortcuts, so a function's pcs
+// lie inside its own symbol.
+#if defined(__clang__)
+#define TEST_NOINLINE __attribute__((noinline))
+#else
+#define TEST_NOINLINE __attribute__((noinline, noipa))
+#endif
+
+#define KEEP_FRAME() asm volatile("" : : "r"(__builtin_frame_address(0)) : "memory")
+
+struct Chain {
+  CaptureFn capture = nullptr;
+  unsigned max = kMaxStackFrames;
+  uintptr_t pcs[kMaxStackFrames] = {};
+  unsigned n = 0;
+  uintptr_t ret_c = 0;  // return address into chain_b (recorded in chain_c)
+  uintptr_t ret_b = 0;  // into chain_a, or into a trampoline
+  uintptr_t ret_a = 0;  // into the test body
+};
+
+TEST_NOINLINE void chain_c(Chain* c) {
+  KEEP_FRAME();
+  c->ret_c = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  c->n = c->capture(c->pcs, c->max);
+  asm volatile("" ::: "memory");
+}
+
+TEST_NOINLINE void chain_b(Chain* c) {
+  KEEP_FRAME();
+  c->ret_b = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  chain_c(c);
+  asm volatile("" ::: "memory");
+}
+
+void chain_b_thunk(void* c) { chain_b(static_cast<Chain*>(c)); }
+
+TEST_NOINLINE void chain_a(Chain* c) {
+  KEEP_FRAME();
+  c->ret_a = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  chain_b(c);
+  asm volatile("" ::: "memory");
+}
+
+// a -> trampoline -> b -> c -> capture
+TEST_NOINLINE void chain_a_via(Chain* c, void (*trampoline)(void (*)(void*), void*)) {
+  KEEP_FRAME();
+  c->ret_a = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  trampoline(&chain_b_thunk, c);
+  asm volatile("" ::: "memory");
+}
+
+// Every capture of a test goes through these, so that repeated captures
+// come from the same call sites (the same chain, down to the test body).
+TEST_NOINLINE void run_chain(Chain* c) {
+  KEEP_FRAME();
+  chain_a(c);
+  asm volatile("" ::: "memory");
+}
+
+TEST_NOINLINE void run_chain_via(Chain* c, void (*trampoline)(void (*)(void*), void*)) {
+  KEEP_FRAME();
+  chain_a_via(c, trampoline);
+  asm volatile("" ::: "memory");
+}
+
+class UnwindTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pal::warm_up_unwinder();
+    ASSERT_TRUE(pal::libunwind_available()) << "libunwind.so.8 could not be loaded";
+    saved_mode_ = pal::unwinder_mode();
+    pal::reset_unwind_verdicts_for_testing();
+  }
+  void TearDown() override {
+    pal::set_unwinder(saved_mode_);
+    pal::set_own_text_range_for_testing(0, 0);
+  }
+  int saved_mode_ = 0;
+};
+
+void expect_chain(const Chain& c) {
+  ASSERT_GE(c.n, 4u);
+  EXPECT_TRUE(inside(c.pcs[0], &chain_c)) << std::hex << c.pcs[0];
+  EXPECT_EQ(c.pcs[1], c.ret_c);
+  EXPECT_EQ(c.pcs[2], c.ret_b);
+  EXPECT_EQ(c.pcs[3], c.ret_a);
+}
+
+TEST_F(UnwindTest, SlowCaptureNamesEveryFunctionOfTheChain) {
+  Chain c;
+  c.capture = &pal::capture_stack_slow;
+  run_chain(&c);
+  expect_chain(c);
+  EXPECT_LE(c.n, kMaxStackFrames);
+}
+
+TEST_F(UnwindTest, BothModesGiveTheSameFrames) {
+  for (int mode : {0, 1}) {
+    pal::set_unwinder(mode);
+    for (int round = 0; round < 3; ++round) {
+      Chain c;
+      c.capture = &pal::capture_stack;
+      run_chain(&c);
+      expect_chain(c);
+      Chain ref;
+      ref.capture = &pal::capture_stack_slow;
+      run_chain(&ref);
+      ASSERT_EQ(c.n, ref.n) << "mode " << mode;
+      // Frame #4 is the return address into this test body: two call sites.
+      for (unsigned i = 0; i < c.n; ++i) {
+        if (i != 4) EXPECT_EQ(c.pcs[i], ref.pcs[i]) << "frame " << i << " mode " << mode;
+      }
+    }
+  }
+}
+
+TEST_F(UnwindTest, MaxLimitsTheFrames) {
+  for (unsigned max : {1u, 2u, 5u}) {
+    Chain c;
+    c.capture = &pal::capture_stack;
+    c.max = max;
+    run_chain(&c);
+    EXPECT_EQ(c.n, max);
+    EXPECT_TRUE(inside(c.pcs[0], &chain_c));
+  }
+  uintptr_t pcs[1];
+  EXPECT_EQ(pal::capture_stack(pcs, 0), 0u);
+}
+
+TEST_F(UnwindTest, VerifiedWalkAnswersOnceProven) {
+  pal::set_unwinder(1);
+  const pal::UnwindStats before = pal::unwind_stats();
+  // Four frames: chain_c, chain_b, chain_a and the test body's return
+  // address, all read from frames that keep a frame pointer.
+  Chain first;
+  first.capture = &pal::capture_stack;
+  first.max = 4;
+  run_chain(&first);
+  expect_chain(first);
+  const pal::UnwindStats mid = pal::unwind_stats();
+  EXPECT_EQ(mid.verifications, before.verifications + 1);
+  EXPECT_EQ(mid.mismatches, before.mismatches);
+  Chain second;
+  second.capture = &pal::capture_stack;
+  second.max = 4;
+  run_chain(&second);
+  expect_chain(second);
+  const pal::UnwindStats after = pal::unwind_stats();
+  EXPECT_EQ(after.fast_hits, mid.fast_hits + 1);
+  EXPECT_EQ(after.verifications, mid.verifications);
+}
+
+// A function without a frame pointer hides its caller from the walk: the
+// verdict must catch it and every capture must still show that caller.
+TEST_F(UnwindTest, FunctionWithoutFramePointerIsNotSkipped) {
+  pal::set_unwinder(1);
+  for (int round = 0; round < 3; ++round) {
+    const pal::UnwindStats before = pal::unwind_stats();
+    Chain c;
+    c.capture = &pal::capture_stack;
+    c.max = 6;
+    run_chain_via(&c, &hg_test_nofp_call);
+    ASSERT_GE(c.n, 5u);
+    EXPECT_TRUE(inside(c.pcs[0], &chain_c));
+    EXPECT_EQ(c.pcs[1], c.ret_c);
+    EXPECT_EQ(c.pcs[2], c.ret_b);
+    EXPECT_TRUE(c.pcs[2] > addr_of(&hg_test_nofp_call) && c.pcs[2] < addr_of(&hg_test_nofp_call_end));
+    EXPECT_TRUE(inside(c.pcs[3], &chain_a_via)) << "the trampoline's caller was skipped: " << std::hex << c.pcs[3]
+                                                << " " << addr_of(&chain_a_via) << " n " << c.n << " " << c.pcs[4];
+    EXPECT_EQ(c.pcs[4], c.ret_a);
+    const pal::UnwindStats after = pal::unwind_stats();
+    EXPECT_EQ(after.fast_hits, before.fast_hits) << "round " << round;
+    if (round == 0) EXPECT_EQ(after.mismatches, before.mismatches + 1);
+  }
+  // The raw walk really does skip it (what the verdict protects against).
+  Chain raw;
+  raw.capture = &pal::capture_stack_fp_unverified_for_testing;
+  raw.max = 6;
+  run_chain_via(&raw, &hg_test_nofp_call);
+  ASSERT_GE(raw.n, 4u);
+  EXPECT_FALSE(inside(raw.pcs[4], &chain_a_via));
+}
+
+TEST_F(UnwindTest, ZeroedFramePointerDoesNotTruncate) {
+  pal::set_unwinder(1);
+  for (int round = 0; round < 2; ++round) {
+    Chain c;
+    c.capture = &pal::capture_stack;
+    c.max = 8;
+    run_chain_via(&c, &hg_test_zero_fp_call);
+    ASSERT_GE(c.n, 5u);
+    EXPECT_TRUE(c.pcs[2] > addr_of(&hg_test_zero_fp_call) && c.pcs[2] < addr_of(&hg_test_zero_fp_call_end));
+    EXPECT_TRUE(inside(c.pcs[3], &chain_a_via));
+    EXPECT_EQ(c.pcs[4], c.ret_a);
+  }
+}
+
+TEST_F(UnwindTest, SlowModeNeverUsesTheWalk) {
+  pal::set_unwinder(0);
+  const pal::UnwindStats before = pal::unwind_stats();
+  for (int i = 0; i < 3; ++i) {
+    Chain c;
+    c.capture = &pal::capture_stack;
+    run_chain(&c);
+    expect_chain(c);
+  }
+  const pal::UnwindStats after = pal::unwind_stats();
+  EXPECT_EQ(after.fast_hits, before.fast_hits);
+  EXPECT_EQ(after.slow, before.slow + 3);
+}
+
+// Functions standing in for heapguard's own code (an API entry and an
+// internal helper) in a section of their own, so that the test knows their
+// address range the way warm-up knows libheapguard.so's.
+extern "C" const char __start_hg_test_own_text[];
+extern "C" const char __stop_hg_test_own_text[];
+
+TEST_NOINLINE __attribute__((section("hg_test_own_text"))) void fake_own_inner(Chain* c) {
+  KEEP_FRAME();
+  c->ret_c = reinterpret_cast<uintptr_t>(__builtin_return_address(0));  // into fake_own_entry
+  c->n = c->capture(c->pcs, c->max);
+  asm volatile("" ::: "memory");
+}
+
+TEST_NOINLINE __attribute__((section("hg_test_own_text"))) void fake_own_entry(Chain* c) {
+  KEEP_FRAME();
+  c->ret_b = reinterpret_cast<uintptr_t>(__builtin_return_address(0));  // into the "program"
+  fake_own_inner(c);
+  asm volatile("" ::: "memory");
+}
+
+TEST_F(UnwindTest, LeadingOwnFramesTrimmedToTheApiEntry) {
+  pal::set_own_text_range_for_testing(addr_of(__start_hg_test_own_text), addr_of(__stop_hg_test_own_text));
+  for (CaptureFn fn : {&pal::capture_stack, &pal::capture_stack_slow}) {
+    for (int mode : {0, 1}) {
+      pal::set_unwinder(mode);
+      Chain c;
+      c.capture = fn;
+      c.max = 4;
+      fake_own_entry(&c);
+      ASSERT_GE(c.n, 2u);
+      // Frame #0 is the last heapguard frame (the entry), then the program.
+      EXPECT_EQ(c.pcs[0], c.ret_c);
+      EXPECT_EQ(c.pcs[1], c.ret_b);
+      EXPECT_EQ(c.n, 4u) << "trimming must not cost frames";
+    }
+  }
+}
+
+TEST_F(UnwindTest, ReentrantCaptureReturnsNothing) {
+  uintptr_t pcs[kMaxStackFrames];
+  pal::set_capture_busy_for_testing(true);
+  EXPECT_EQ(pal::capture_stack(pcs, kMaxStackFrames), 0u);
+  EXPECT_EQ(pal::capture_stack_slow(pcs, kMaxStackFrames), 0u);
+  ucontext_t uc;
+  getcontext(&uc);
+  EXPECT_EQ(pal::capture_stack_from_signal(&uc, pcs, kMaxStackFrames), 0u);
+  pal::set_capture_busy_for_testing(false);
+  EXPECT_GT(pal::capture_stack(pcs, kMaxStackFrames), 0u);
+}
+
+std::atomic<unsigned> g_handler_frames{~0u};
+void capture_in_handler(int) {
+  uintptr_t pcs[kMaxStackFrames];
+  g_handler_frames.store(pal::capture_stack(pcs, kMaxStackFrames));
+}
+
+TEST_F(UnwindTest, SignalDuringCaptureGetsNoFrames) {
+  struct sigaction sa = {}, old = {};
+  sa.sa_handler = &capture_in_handler;
+  sigaction(SIGUSR1, &sa, &old);
+  pal::set_capture_busy_for_testing(true);  // as if the signal hit mid-capture
+  raise(SIGUSR1);
+  EXPECT_EQ(g_handler_frames.load(), 0u);
+  pal::set_capture_busy_for_testing(false);
+  raise(SIGUSR1);
+  EXPECT_GT(g_handler_frames.load(), 0u);
+  sigaction(SIGUSR1, &old, nullptr);
+}
+
+// A real fault, handled on an alternate stack: frame #0 is the faulting
+// instruction, frame #1 the return address into its caller.
+sigjmp_buf g_fault_jump;
+uintptr_t g_fault_pcs[kMaxStackFrames];
+unsigned g_fault_n = 0;
+uintptr_t g_fault_rip = 0;
+
+void fault_handler(int, siginfo_t*, void* uc) {
+  g_fault_rip = static_cast<uintptr_t>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RIP]);
+  g_fault_n = pal::capture_stack_from_signal(uc, g_fault_pcs, kMaxStackFrames);
+  siglongjmp(g_fault_jump, 1);
+}
+
+volatile uintptr_t g_bad_address = 16;
+TEST_NOINLINE int faulting_read() {
+  KEEP_FRAME();
+  int v = *reinterpret_cast<volatile int*>(g_bad_address);
+  asm volatile("" ::: "memory");
+  return v;
+}
+
+uintptr_t g_fault_caller_ret = 0;
+TEST_NOINLINE int fault_caller() {
+  KEEP_FRAME();
+  g_fault_caller_ret = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  int v = faulting_read();
+  asm volatile("" ::: "memory");
+  return v + 1;
+}
+
+TEST_F(UnwindTest, FromSignalStartsAtTheFaultingPc) {
+  std::vector<char> alt(1 << 16);
+  stack_t ss = {}, old_ss = {};
+  ss.ss_sp = alt.data();
+  ss.ss_size = alt.size();
+  ASSERT_EQ(sigaltstack(&ss, &old_ss), 0);
+  struct sigaction sa = {}, old = {};
+  sa.sa_sigaction = &fault_handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigaction(SIGSEGV, &sa, &old);
+  if (sigsetjmp(g_fault_jump, 1) == 0) {
+    fault_caller();
+    ADD_FAILURE() << "no fault";
+  }
+  sigaction(SIGSEGV, &old, nullptr);
+  sigaltstack(&old_ss, nullptr);
+  ASSERT_GE(g_fault_n, 3u);
+  EXPECT_EQ(g_fault_pcs[0], g_fault_rip);
+  EXPECT_TRUE(inside(g_fault_pcs[0], &faulting_read));
+  EXPECT_TRUE(inside(g_fault_pcs[1], &fault_caller));
+  EXPECT_EQ(g_fault_pcs[2], g_fault_caller_ret);
+}
+
+TEST_F(UnwindTest, ThreadsCaptureConcurrently) {
+  pal::set_unwinder(1);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&failures, t] {
+      for (int i = 0; i < 200; ++i) {
+        Chain c;
+        c.capture = (i + t) % 3 == 0 ? &pal::capture_stack_slow : &pal::capture_stack;
+        c.max = (i % 2) ? 4 : kMaxStackFrames;
+        run_chain(&c);
+        if (c.n < 4 || !inside(c.pcs[0], &chain_c) || c.pcs[1] != c.ret_c || c.pcs[2] != c.ret_b ||
+            c.pcs[3] != c.ret_a) {
+          failures.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+}  // namespace
+}  // namespace heapguard::test

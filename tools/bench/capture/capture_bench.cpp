@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+// The cost of one 16-frame capture, in ns: libunwind (capture_stack_slow),
+// the raw frame-pointer walk, the verified walk with its verdict cached, the
+// verified walk on a chain it cannot prove (a frame without frame pointer:
+// libunwind plus the walk), and a depot put of a stack already stored.
+// Each capture runs 24 frames deep in functions that keep frame pointers.
+//   build/tools/bench/capture/bench_capture --benchmark_repetitions=5
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+
+#include "ds/ds.h"
+#include "platform/platform.h"
+
+namespace {
+
+using heapguard::pal::kMaxStackFrames;
+constexpr unsigned kFrames = 16;
+constexpr int kDepth = 24;
+
+extern "C" void hg_bench_nofp_call(void (*fn)(void*), void* arg);
+// Calls fn(arg) without touching rbp (see tests/unit/platform/unwind_test.cpp).
+asm(R"(
+  .pushsection .text
+  .p2align 4
+  .globl hg_bench_nofp_call
+  .hidden hg_bench_nofp_call
+  .type hg_bench_nofp_call, @function
+hg_bench_nofp_call:
+  .cfi_startproc
+  pushq %rbx
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %rbx, 0
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  callq *%rax
+  popq %rbx
+  .cfi_adjust_cfa_offset -8
+  .cfi_restore %rbx
+  retq
+  .cfi_endproc
+  .size hg_bench_nofp_call, .-hg_bench_nofp_call
+  .popsection
+)");
+
+struct Job {
+  unsigned (*capture)(uintptr_t*, unsigned);
+  uintptr_t pcs[kMaxStackFrames];
+  unsigned n;
+  bool via_nofp;
+};
+
+__attribute__((noinline)) void descend(Job* job, int depth);
+
+void descend_thunk(void* job) { descend(static_cast<Job*>(job), kDepth / 2 - 1); }
+
+// __builtin_frame_address keeps a frame pointer in every level.
+__attribute__((noinline)) void descend(Job* job, int depth) {
+  asm volatile("" : : "r"(__builtin_frame_address(0)) : "memory");
+  if (depth == 0) {
+    job->n = job->capture(job->pcs, kFrames);
+  } else if (job->via_nofp && depth == kDepth / 2) {
+    hg_bench_nofp_call(&descend_thunk, job);
+  } else {
+    descend(job, depth - 1);
+  }
+  asm volatile("" ::: "memory");
+}
+
+void run(benchmark::State& state, unsigned (*capture)(uintptr_t*, unsigned), int mode, bool via_nofp) {
+  heapguard::pal::warm_up_unwinder();
+  heapguard::pal::set_unwinder(mode);
+  Job job{capture, {}, 0, via_nofp};
+  descend(&job, kDepth);  // warm libunwind's caches and the verdict
+  for (auto _ : state) {
+    descend(&job, kDepth);
+    benchmark::DoNotOptimize(job.n);
+  }
+  if (job.n != kFrames) state.SkipWithError("short capture");
+  const auto stats = heapguard::pal::unwind_stats();
+  state.counters["fast_hits"] = static_cast<double>(stats.fast_hits);
+}
+
+void BM_Libunwind(benchmark::State& state) { run(state, &heapguard::pal::capture_stack_slow, 0, false); }
+void BM_FramePointerRaw(benchmark::State& state) {
+  run(state, &heapguard::pal::capture_stack_fp_unverified_for_testing, 1, false);
+}
+void BM_VerifiedFastPath(benchmark::State& state) { run(state, &heapguard::pal::capture_stack, 1, false); }
+void BM_VerifiedUnprovenChain(benchmark::State& state) { run(state, &heapguard::pal::capture_stack, 1, true); }
+
+// The cost of the descent alone, to subtract from the figures above.
+__attribute__((noinline)) unsigned no_capture(uintptr_t* pcs, unsigned) {
+  pcs[0] = 1;
+  return kFrames;
+}
+void BM_DescentOnly(benchmark::State& state) { run(state, &no_capture, 1, false); }
+
+void BM_DepotPutRepeated(benchmark::State& state) {
+  heapguard::pal::warm_up_unwinder();
+  uintptr_t pcs[kFrames];
+  for (unsigned i = 0; i < kFrames; ++i) pcs[i] = 0x401000 + i * 0x40;
+  uint32_t id = heapguard::g_stack_depot.put(pcs, kFrames);
+  for (auto _ : state) {
+    id = heapguard::g_stack_depot.put(pcs, kFrames);
+    benchmark::DoNotOptimize(id);
+  }
+  if (id == 0) state.SkipWithError("depot refused");
+}
+
+BENCHMARK(BM_DescentOnly);
+BENCHMARK(BM_FramePointerRaw);
+BENCHMARK(BM_VerifiedFastPath);
+BENCHMARK(BM_Libunwind);
+BENCHMARK(BM_VerifiedUnprovenChain);
+BENCHMARK(BM_DepotPutRepeated);
+
+}  // namespace
