@@ -456,10 +456,32 @@ void append_sources(bool json) {
   else write_sources_text(total);
 }
 
+// Linked statically, heapguard's frames cannot be trimmed at capture time
+// (they share the executable's module): drop its internal frames here, by
+// name, down to the API entry (malloc, free, ...), so every stack starts
+// where the program called in. A no-op for the shared library, whose
+// captures are trimmed already.
+void drop_internal_frames(Stack& s) {
+  find_self_module();
+  unsigned skip = 0;
+  while (skip + 1 < s.n) {
+    FrameInfo top{}, next{};
+    if (!symbolize_at(s.pcs, skip, &top) || !is_heapguard_frame(top) || top.function == nullptr ||
+        !(starts_with(top.function, "_ZN9heapguard") || starts_with(top.function, "heapguard::")))
+      break;
+    if (!symbolize_at(s.pcs, skip + 1, &next) || !is_heapguard_frame(next)) break;
+    ++skip;
+  }
+  if (skip == 0) return;
+  for (unsigned i = skip; i < s.n; ++i) s.pcs[i - skip] = s.pcs[i];
+  s.n -= skip;
+}
+
 void load_stack(Stack& s, TraceRef ref) {
   s.present = ref.stack != 0;
   s.thread = ref.thread;
   s.n = s.present ? g_stack_depot.get(ref.stack, s.pcs, pal::kMaxStackFrames) : 0;
+  drop_internal_frames(s);
 }
 
 [[noreturn]] void halt(const ReportSettings& s) {
@@ -504,6 +526,7 @@ void report_error(const ReportInfo& info) {
     for (unsigned i = 0; i < cur.n; ++i) cur.pcs[i] = info.current[i];
   } else {
     cur.n = pal::capture_stack_slow(cur.pcs, pal::kMaxStackFrames);
+    drop_internal_frames(cur);
   }
   load_stack(g_stacks[kAllocated], info.allocated);
   load_stack(g_stacks[kFreed], info.freed);
