@@ -55,11 +55,14 @@ HEAPGUARD_COLD void report_interior(uintptr_t p, const BlockFacts& block, ApiCal
   report_block_error(ErrorKind::InvalidFree, p, block, m, Recovery::Recoverable);
 }
 
-[[noreturn]] HEAPGUARD_COLD void report_bad_header(uintptr_t p, uintptr_t header) {
+// p is the program's pointer, block its slot's start (they differ by the
+// left redzone or an alignment offset). The slot's history is out of line,
+// so the report still says where the block was allocated.
+[[noreturn]] HEAPGUARD_COLD void report_bad_header(uintptr_t p, uintptr_t block, const BlockHistory& history) {
   MessageBuilder m;
-  m.str("the chunk header at ").hex(header).str(" of the block at ").hex(p)
+  m.str("the chunk header at ").hex(block - kHeaderSize).str(" of the block at ").hex(p)
       .str(" failed its integrity check (overwritten by an underflow of this block or an overflow of the one before)");
-  report_block_fatal(ErrorKind::MetadataCorruption, p, BlockFacts{}, m);
+  report_block_fatal(ErrorKind::MetadataCorruption, p, BlockFacts{0, 0, history}, m);
 }
 
 }  // namespace
@@ -82,7 +85,7 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
         else report_invalid(p, "is a heapguard slot that was never allocated", call);
         return false;
       }
-      if (!intact || h.class_id != c || h.aligned_alias) report_bad_header(p, p - kHeaderSize);
+      if (!intact || h.class_id != c || h.aligned_alias) report_bad_header(p, p, g_block_traces.get(p, c));
       if (h.alias_offset16 != 0) {
         // The block's handle is further in (redzone or alignment).
         uintptr_t user = p + uintptr_t(h.alias_offset16) * 16;
@@ -124,7 +127,7 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
           else report_invalid(p, "points into a heapguard slot that is not allocated", call);
           return false;
         }
-        report_bad_header(block, block - kHeaderSize);
+        report_bad_header(p, block, g_block_traces.get(block, c));
       }
       if (h.state == ChunkState::Allocated) {
         uintptr_t user = block + uintptr_t(h.alias_offset16) * 16;
@@ -151,7 +154,7 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
     bool intact = g_header_codec.unpack(HeaderCodec::load(p), p - kHeaderSize, &h);
     if (!intact || h.class_id != kLargeClass || h.state != ChunkState::Allocated) {
       if (!report) return false;
-      report_bad_header(p, p - kHeaderSize);
+      report_bad_header(p, p, g_block_traces.get(p, kLargeClass));
     }
     *out = {p, p, kLargeClass, h, LargeHeap::usable_size(b), b.requested};
     return true;

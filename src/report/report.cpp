@@ -451,7 +451,16 @@ void write_sources_json(unsigned total) {
 
 void append_sources(bool json) {
   unsigned total = 0;
-  if (!resolve_sources(&total)) return;
+  if (!resolve_sources(&total)) {
+    // Say so, in text: a reader who expects file:line should know why
+    // there is none (no llvm-symbolizer or addr2line, or it timed out).
+    if (!json && total != 0) {
+      g_out.pid_prefix().str("HeapGuard: no source locations (no llvm-symbolizer or addr2line found, or it did not "
+                             "answer within 2 s); tools/heapguard-symbolize can add them later\n");
+      g_out.flush();
+    }
+    return;
+  }
   if (json) write_sources_json(total);
   else write_sources_text(total);
 }
