@@ -76,6 +76,7 @@ struct HeapFigures {
   size_t released_bytes_total = 0;
   size_t thread_caches = 0;
   size_t metadata_bytes = 0;
+  size_t guarded_live_blocks = 0;  // guard=all and sampled blocks, in the guarded pool
   struct PerClass {
     size_t slot_size, live, cached, free, quarantined;
   } per_class[kNumClasses] = {};

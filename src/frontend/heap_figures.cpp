@@ -44,6 +44,7 @@ HeapFigures Allocator::figures() {
   f.large = large_.stats();
   f.released_bytes_total = slabs_.purged_bytes_total() + large_.unmapped_bytes_total();
   f.metadata_bytes = arena_.mapped_bytes();
+  if (guarded_.enabled()) f.guarded_live_blocks = guarded_.stats().live;
   return f;
 }
 

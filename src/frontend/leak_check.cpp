@@ -13,7 +13,7 @@
 //                                         sorted by address (mapped array)
 //       scan_roots                        module data (+bss), each thread's
 //                                         stack from sp, its registers, the
-//                                         area around its thread pointer
+//                                         static TLS block and descriptor
 //       drain                             reached blocks scanned in turn
 //       flood_unreached                   leaked blocks reached only from
 //                                         other leaked blocks: indirect
@@ -46,8 +46,9 @@ constexpr uint64_t kSizeMask = (uint64_t{1} << kTagShift) - 1;
 // red zone, which the kernel skips when it builds the signal frame.
 constexpr uintptr_t kRedZone = 128;
 // Around a thread pointer outside its thread's stack mapping (the main
-// thread's, set up by the dynamic loader): static TLS lies below it, the
-// TCB (struct pthread) above.
+// thread's, set up by the dynamic loader), when the C library does not tell
+// the static TLS size (pal::static_tls_range): static TLS lies below it,
+// the TCB (struct pthread) above.
 constexpr uintptr_t kStaticTlsWindow = uintptr_t{64} << 20;
 constexpr uintptr_t kTcbWindow = 16 << 10;
 
@@ -267,30 +268,65 @@ bool mapping_containing(uintptr_t p, pal::Mapping* out) {
   return false;
 }
 
-// Each thread's stack from its sp to the end of the mapping holding it
+// Scans the readable parts of [begin, end) that are neither heapguard's
+// (when mappings are named) nor the heap.
+void scan_mapped(LeakScanner* scanner, uintptr_t begin, uintptr_t end) {
+  pal::MappingReader maps;
+  pal::Mapping m;
+  while (maps.next(&m)) {
+    if (m.end <= begin || m.begin >= end || !m.readable || m.heapguard || overlaps_heap(m.begin, m.end)) continue;
+    scanner->scan_range(m.begin > begin ? m.begin : begin, m.end < end ? m.end : end, kReachable);
+  }
+}
+
+// Each thread's stack from its sp up to the end of its thread descriptor
 // (glibc puts a thread's static TLS and struct pthread at the top of its
-// stack mapping), its registers, and the area of its thread pointer when
-// that lies elsewhere (the main thread). Returns threads not scanned.
+// stack mapping), its registers, its static TLS block and descriptor when
+// they lie elsewhere (the main thread's, mapped by the dynamic loader), and
+// its dynamic thread vector (dynamic TLS blocks whose allocation stack is
+// empty, allocated while heapguard's own unwinder ran, would otherwise
+// escape keep_loader_blocks).
+// Returns threads not scanned.
+// Never a whole mapping around a thread pointer: those are anonymous, and
+// the kernel merges adjacent anonymous mappings of the same protection, so
+// the one holding the main thread's TLS, or a thread's stack, may run on
+// into heapguard's own tables when the kernel cannot name mappings (the
+// large blocks' trace table, keyed by user pointer, then hid large leaks).
+// Only without the C library's TLS figures is a window used instead.
 unsigned scan_threads(LeakScanner* scanner, const pal::StoppedWorld& world) {
   unsigned not_scanned = 0;
   for (unsigned i = 0; i < world.count; ++i) {
     const pal::ThreadSnapshot& t = world.threads[i];
     if (t.tid == 0) continue;
     for (unsigned r = 0; r < t.register_count; ++r) scanner->consider(t.registers[r], kReachable, SIZE_MAX);
+    uintptr_t tp = t.thread_pointer;
+    uintptr_t tls_begin = 0, tls_end = 0;
+    bool exact_tls = pal::static_tls_range(tp, &tls_begin, &tls_end);
     pal::Mapping stack{};
     bool have_stack = t.sp != 0 && mapping_containing(t.sp, &stack) && stack.readable && !stack.heapguard &&
                       !overlaps_heap(stack.begin, stack.end);
+    bool tls_on_stack = false;
     if (have_stack) {
       uintptr_t from = t.sp - kRedZone > stack.begin && t.sp - kRedZone < t.sp ? t.sp - kRedZone : stack.begin;
-      scanner->scan_range(from, stack.end, kReachable);
+      uintptr_t to = stack.end;
+      if (tp > t.sp && tp < stack.end) {
+        tls_on_stack = true;
+        if (exact_tls && tls_end > t.sp && tls_end < to) to = tls_end;
+      }
+      scanner->scan_range(from, to, kReachable);
     } else {
       ++not_scanned;
     }
+    uintptr_t vector_begin, vector_end;
+    if (exact_tls && pal::thread_vector_range(tp, &vector_begin, &vector_end))
+      scan_mapped(scanner, vector_begin, vector_end);
+    if (tp == 0 || tls_on_stack) continue;
+    if (exact_tls) {
+      scan_mapped(scanner, tls_begin, tls_end);
+      continue;
+    }
     pal::Mapping tls{};
-    if (t.thread_pointer != 0 && !(have_stack && t.thread_pointer >= stack.begin && t.thread_pointer < stack.end) &&
-        mapping_containing(t.thread_pointer, &tls) && tls.readable && !tls.heapguard &&
-        !overlaps_heap(tls.begin, tls.end)) {
-      uintptr_t tp = t.thread_pointer;
+    if (mapping_containing(tp, &tls) && tls.readable && !tls.heapguard && !overlaps_heap(tls.begin, tls.end)) {
       uintptr_t from = tp - tls.begin > kStaticTlsWindow ? tp - kStaticTlsWindow : tls.begin;
       uintptr_t to = tls.end - tp > kTcbWindow ? tp + kTcbWindow : tls.end;
       scanner->scan_range(from, to, kReachable);

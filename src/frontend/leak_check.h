@@ -2,7 +2,7 @@
 // Leak check at exit (layer frontend, detect_leaks=1, debug mode). With
 // every other thread stopped, a conservative mark phase from the program's
 // roots (writable segments of loaded modules, thread stacks from their
-// saved sp, saved registers, the thread-pointer area holding static TLS)
+// saved sp, saved registers, each thread's static TLS block and descriptor)
 // over every live block, interior pointers included; live blocks never
 // reached are reported as memory-leak, grouped by allocation stack, and the
 // process exits with exitcode. A block still reachable is never reported.

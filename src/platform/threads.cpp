@@ -5,6 +5,7 @@
 #include "platform/threads.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <elf.h>
 #include <fcntl.h>
@@ -40,6 +41,32 @@ std::atomic<uint32_t> g_epoch{0};
 std::atomic<uint32_t> g_answered{0};
 struct sigaction g_saved_action;
 bool g_restore_action = false;
+
+// glibc's static TLS size (TLS blocks of the initial modules, the surplus
+// for later initial-exec ones and, where the descriptor follows the thread
+// pointer, the descriptor) and the descriptor's size (struct pthread).
+// Zero until looked up, or when this is not glibc.
+std::atomic<size_t> g_static_tls_size{0};
+std::atomic<size_t> g_thread_descriptor_size{0};
+std::atomic<bool> g_tls_info_looked_up{false};
+
+// Both symbols are GLIBC_PRIVATE, looked up rather than linked so that
+// another libc only loses the exact bounds. dlsym may take the loader's
+// lock and, when a symbol is missing, allocate its error message: never
+// called with the world stopped, nor from the allocator.
+void look_up_static_tls_info() {
+  if (g_tls_info_looked_up.load(std::memory_order_acquire)) return;
+  using StaticInfoFn = void (*)(size_t*, size_t*);
+  auto info = reinterpret_cast<StaticInfoFn>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
+  const auto* descriptor = static_cast<const uint32_t*>(dlsym(RTLD_DEFAULT, "_thread_db_sizeof_pthread"));
+  if (info != nullptr && descriptor != nullptr && *descriptor != 0) {
+    size_t size = 0, align = 0;
+    info(&size, &align);
+    g_thread_descriptor_size.store(*descriptor, std::memory_order_relaxed);
+    g_static_tls_size.store(size, std::memory_order_relaxed);
+  }
+  g_tls_info_looked_up.store(true, std::memory_order_release);
+}
 
 long raw_futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* timeout) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, value, timeout, nullptr, 0);
@@ -213,6 +240,29 @@ int raw_open_read(const char* path) { return int(syscall(SYS_openat, AT_FDCWD, p
 
 int stop_signal() { return SIGRTMAX - 5; }
 
+bool static_tls_range(uintptr_t thread_pointer, uintptr_t* begin, uintptr_t* end) {
+  size_t size = g_static_tls_size.load(std::memory_order_relaxed);
+  size_t descriptor = g_thread_descriptor_size.load(std::memory_order_relaxed);
+  if (thread_pointer == 0 || size == 0) return false;
+#if defined(__x86_64__)
+  // TLS_TCB_AT_TP: the thread pointer is the descriptor's address, the TLS
+  // blocks end where it starts; the static size counts the descriptor.
+  if (size <= descriptor || thread_pointer < size - descriptor) return false;
+  *begin = thread_pointer + descriptor - size;
+  *end = thread_pointer + descriptor;
+#elif defined(__aarch64__)
+  // TLS_DTV_AT_TP: the descriptor sits just below the thread pointer, the
+  // 16-byte TCB and the TLS blocks above it.
+  if (thread_pointer < descriptor) return false;
+  *begin = thread_pointer - descriptor;
+  *end = thread_pointer + size;
+#else
+  (void)descriptor;
+  return false;
+#endif
+  return *end > *begin;
+}
+
 unsigned capture_registers(uintptr_t* out, unsigned max) {
   unsigned n = 0;
 #if defined(__x86_64__)
@@ -252,6 +302,7 @@ bool stop_the_world(uintptr_t own_sp, const uintptr_t* own_registers, unsigned o
                     StoppedWorld* out) {
   ScopedErrno keep;
   *out = StoppedWorld{};
+  look_up_static_tls_info();  // before any thread is parked (loader lock)
   if (g_threads == nullptr) {
     g_threads = static_cast<ThreadSnapshot*>(Pal::map(sizeof(ThreadSnapshot) * kMaxStoppedThreads));
     if (g_threads == nullptr) return false;
@@ -339,6 +390,37 @@ void resume_the_world() {
     sigaction(stop_signal(), &g_saved_action, nullptr);
     g_restore_action = false;
   }
+}
+
+namespace {
+bool word_readable(uintptr_t p) {
+  MappingReader maps;
+  Mapping m;
+  while (maps.next(&m))
+    if (p >= m.begin && p + sizeof(uintptr_t) <= m.end) return m.readable;
+  return false;
+}
+}  // namespace
+
+bool thread_vector_range(uintptr_t thread_pointer, uintptr_t* begin, uintptr_t* end) {
+  uintptr_t tls_begin, tls_end;
+  if (!static_tls_range(thread_pointer, &tls_begin, &tls_end)) return false;
+  // tcbhead_t: {tcb, dtv, self, ...} on x86-64, {dtv, private} on aarch64.
+#if defined(__x86_64__)
+  uintptr_t slot = thread_pointer + sizeof(uintptr_t);
+#else
+  uintptr_t slot = thread_pointer;
+#endif
+  if (!word_readable(slot)) return false;
+  uintptr_t dtv = *reinterpret_cast<const uintptr_t*>(slot);
+  // dtv_t is a 16-byte union; dtv[-1] counts the slots after dtv[0].
+  constexpr uintptr_t kEntry = 2 * sizeof(uintptr_t);
+  if (dtv < kEntry || dtv % sizeof(uintptr_t) != 0 || !word_readable(dtv - kEntry)) return false;
+  uintptr_t length = *reinterpret_cast<const uintptr_t*>(dtv - kEntry);
+  if (length == 0 || length > (uintptr_t{1} << 20)) return false;
+  *begin = dtv - kEntry;
+  *end = dtv + (length + 1) * kEntry;
+  return true;
 }
 
 MappingReader::MappingReader() { fd_ = raw_open_read("/proc/self/maps"); }

@@ -60,6 +60,28 @@ void resume_the_world();
 
 int stop_signal();
 
+// The static TLS block and thread descriptor of the thread whose thread
+// pointer is `thread_pointer`: [begin, end), exactly the bytes the C
+// library lays out around the thread pointer (x86-64: TLS below it, the
+// descriptor above; aarch64: the descriptor below, TLS above). From glibc's
+// own figures (_dl_get_tls_static_info, _thread_db_sizeof_pthread), looked
+// up by stop_the_world before it stops anything (the lookup may take the
+// loader's lock). False when unknown (another libc, no stop yet): callers
+// then fall back to a window around the thread pointer.
+// The leak check needs the exact extent: the mapping that holds the main
+// thread's TLS is anonymous, and the kernel merges it with any adjacent
+// anonymous mapping of the same protection, heapguard's own tables
+// included when mapping names are unsupported.
+bool static_tls_range(uintptr_t thread_pointer, uintptr_t* begin, uintptr_t* end);
+
+// The dynamic thread vector of the same thread (glibc: its length word,
+// generation and one {block, to_free} pair per module), when static TLS
+// figures are known and the vector is mapped. The main thread's vector is
+// not a heap block (the loader allocates it with its own startup
+// allocator, next to the TLS), yet it holds the only pointers to the
+// dynamic TLS blocks of dlopen'ed modules.
+bool thread_vector_range(uintptr_t thread_pointer, uintptr_t* begin, uintptr_t* end);
+
 // One line of /proc/self/maps.
 struct Mapping {
   uintptr_t begin = 0;

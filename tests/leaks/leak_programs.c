@@ -115,6 +115,27 @@ NOINLINE static void make_leak_with_child(void) {
 
 static void *noop(void *arg) { return arg; }
 
+/* (f) Reachable only from static TLS: the main thread's (mapped by the
+ * dynamic loader, away from its stack) and a blocked thread's (at the top
+ * of its stack mapping). The scan reads exactly these TLS blocks, not the
+ * whole anonymous mapping around them. */
+static __thread void *volatile t_root;
+NOINLINE static void make_tls_reachable(size_t size) {
+  t_root = malloc(size);
+  memset((void *)t_root, 0x55, size);
+}
+NOINLINE static void *tls_holder(void *arg) {
+  make_tls_reachable(104);
+  (void)arg;
+  scrub_stack();
+  char c = 1;
+  if (write(g_ready_pipe[1], &c, 1) != 1) abort();
+  for (;;) {
+    if (read(g_block_pipe[0], &c, 1) <= 0) pause();
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   heapguard_test_require_loaded();
   if (argc < 2) return 2;
@@ -147,6 +168,9 @@ int main(int argc, char **argv) {
       pthread_join(t, NULL);
     }
     make_reachable();
+  } else if (strcmp(c, "reachable_tls") == 0) {
+    make_tls_reachable(96);
+    start_threads(tls_holder, 1);
   } else {
     return 2;
   }
