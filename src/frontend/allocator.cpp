@@ -160,6 +160,12 @@ bool Allocator::resolve(uintptr_t p, ResolvedBlock* out, ApiCall call, bool repo
     return true;
   }
   if (!report) return false;
+  // A pointer into a large block's mapping (interior, or its guard pages):
+  // name the block rather than calling the pointer foreign.
+  if (large_.find_fault(p, &b)) {
+    report_interior(p, BlockFacts{b.user, b.requested, g_block_traces.get(b.user, kLargeClass)}, call);
+    return false;
+  }
   report_foreign(p, call);
   return false;
 }

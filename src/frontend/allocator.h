@@ -226,7 +226,7 @@ class Allocator {
   void* finish_large_checked(void* p, size_t n, bool zero);
   // guard=all and sampled blocks: from the guarded pool, or nullptr (pool
   // full, too big) for the ordinary heap to serve.
-  bool wants_guarded(size_t n);
+  bool wants_guarded(size_t n, size_t align);
   void* allocate_guarded(size_t n, size_t align, Origin origin, bool zero);
   size_t usable_size_guarded(uintptr_t p);
   // A pointer into the guarded pool handed back: checked and freed there.

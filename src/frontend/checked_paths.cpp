@@ -215,7 +215,7 @@ void Allocator::configure_hardening() {
 }
 
 void* Allocator::allocate_checked(size_t n, size_t align, Origin origin, bool zero) {
-  if (HEAPGUARD_UNLIKELY(g_policy.guard_all || g_policy.sample_rate != 0) && wants_guarded(n)) {
+  if (HEAPGUARD_UNLIKELY(g_policy.guard_all || g_policy.sample_rate != 0) && wants_guarded(n, align)) {
     void* p = allocate_guarded(n, align, origin, zero);
     if (p != nullptr) return p;
   }

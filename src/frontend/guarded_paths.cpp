@@ -92,8 +92,11 @@ void verify_guarded_release(const GuardedBlock& b, ApiCall call, size_t sized) {
 
 }  // namespace
 
-bool Allocator::wants_guarded(size_t n) {
-  if (g_policy.guard_all) return n <= kMaxSmallSize;
+// Only requests the pool can serve draw a sample, so the rate holds for
+// the blocks that can be sampled.
+bool Allocator::wants_guarded(size_t n, size_t align) {
+  if (n > kMaxSmallSize || align > pal::Pal::page_size()) return false;
+  if (g_policy.guard_all) return true;
   return g_policy.sample_rate != 0 && take_sample(g_policy.sample_rate);
 }
 
@@ -114,7 +117,11 @@ void Allocator::deallocate_guarded(uintptr_t p, ApiCall call, size_t sized) {
     case GuardedPool::FreeResult::Overflow: {
       MessageBuilder m;
       m.str("the overwrite was found when the block was passed to ").str(api_call_name(call)).str("()");
-      report_block_error(ErrorKind::HeapBufferOverflow, bad, guarded_facts(b), m, Recovery::Recoverable);
+      // The pool has just recorded this very free: the current stack says
+      // it already, so no "freed by" heading (as for slab blocks).
+      BlockFacts facts = guarded_facts(b);
+      facts.history.freed = TraceRef{};
+      report_block_error(ErrorKind::HeapBufferOverflow, bad, facts, m, Recovery::Recoverable);
       return;
     }
     case GuardedPool::FreeResult::DoubleFree: report_guarded_misuse(p, b, true, call); return;

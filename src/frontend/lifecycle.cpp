@@ -188,6 +188,14 @@ ThreadCache* Allocator::ensure_cache() {
     // sigaltstack is per thread: a guard-page fault on a thread whose stack
     // is exhausted still gets its report.
     if (pal::fault_signals_installed()) pal::ensure_alt_stack();
+    // libunwind's first capture on a thread allocates its TLS block: let
+    // that happen here, holding no allocator lock, and not inside a report
+    // raised under a slab or quarantine lock, where it would deadlock.
+    // Fast mode records no stacks and skips the cost.
+    if (options().mode != Mode::Fast) {
+      uintptr_t pc;
+      (void)pal::capture_stack_slow(&pc, 1);
+    }
   }
   t_in_cache_setup = false;
   return tc;
@@ -242,6 +250,7 @@ void Allocator::after_fork_parent() {
 
 void Allocator::after_fork_child() {
   pal::t_owns_all_locks = false;
+  report_after_fork_child();
   guarded_.reset_after_fork();
   large_.reset_locks_after_fork();
   slabs_.reset_locks_after_fork();

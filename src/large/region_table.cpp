@@ -28,14 +28,13 @@ bool RegionTable::grow(Shard& s) {
     while (slots[j].user != 0) j = (j + 1) & mask;
     slots[j] = b;
   }
-  // New array first, capacity second, old array unmapped last: the leak
-  // check reads shards without the lock (for_each_unlocked) while this
-  // thread may be stopped anywhere in between.
-  LargeBlock* old = s.slots;
-  size_t old_capacity = s.capacity;
+  // New array first, capacity second: the leak check and the fault handler
+  // read shards without the lock (for_each_unlocked), the fault handler on
+  // any thread at any moment. So the old array is never unmapped: a reader
+  // may still be walking it. Arrays double, so the retired ones together
+  // are smaller than the live one.
   __atomic_store_n(&s.slots, slots, __ATOMIC_RELEASE);
   __atomic_store_n(&s.capacity, capacity, __ATOMIC_RELEASE);
-  if (old != nullptr) pal::Pal::unmap(old, align_up(old_capacity * sizeof(LargeBlock), pal::Pal::page_size()));
   return true;
 }
 

@@ -67,10 +67,10 @@ class RegionTable {
   template <typename F>
   void for_each_unlocked(F&& f) const {
     for (const Shard& s : shards_) {
-      const LargeBlock* slots = __atomic_load_n(&s.slots, __ATOMIC_ACQUIRE);
+      // Capacity first: grow() publishes the array before the capacity, so
+      // whatever array is read next holds at least that many entries.
       size_t capacity = __atomic_load_n(&s.capacity, __ATOMIC_ACQUIRE);
-      // slots is published before capacity: a reader between the two sees
-      // the new, larger array with the old capacity (a prefix of it).
+      const LargeBlock* slots = __atomic_load_n(&s.slots, __ATOMIC_ACQUIRE);
       for (size_t i = 0; slots != nullptr && i < capacity; ++i)
         if (slots[i].user != 0) f(slots[i]);
     }

@@ -150,14 +150,21 @@ void unmap_file(const void* p, size_t n) {
 
 int open_log_file(const char* path) {
   ScopedErrno keep;
-  long fd = sys_open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // O_NONBLOCK: a FIFO planted at the path (pids are predictable) must not
+  // block the report before the checks below refuse it.
+  long fd = sys_open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
   if (fd < 0) return -1;
   struct stat st;
-  // Checked on the open descriptor, not the path: no window for a swap.
-  if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+  // Checked on the open descriptor, not the path: no window for a swap. A
+  // second hard link would let a planted name append to another file of
+  // this user's.
+  if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
     syscall(SYS_close, fd);
     return -1;
   }
+  // Back to blocking writes: a full disk or pipe must not truncate a report.
+  long flags = syscall(SYS_fcntl, fd, F_GETFL);
+  if (flags >= 0) syscall(SYS_fcntl, fd, F_SETFL, flags & ~long(O_NONBLOCK));
   return static_cast<int>(fd);
 }
 

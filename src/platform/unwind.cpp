@@ -180,6 +180,8 @@ HEAPGUARD_FAST_PATH unsigned fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi, u
 // short linear probe; a full neighbourhood evicts (a lost verdict only costs
 // a second verification). Lock-free and fork-safe: single-word stores.
 constexpr size_t kVerdictSlots = size_t{1} << 14;
+// Outermost frames a trusted walk may lack (see capture_impl).
+constexpr unsigned kOuterFramesDropped = 3;
 constexpr unsigned kVerdictProbe = 8;
 constinit std::atomic<uint64_t> g_verdicts[kVerdictSlots] = {};
 
@@ -301,7 +303,13 @@ unsigned capture_impl(uintptr_t ra0, uintptr_t fp0, uintptr_t* out, unsigned max
           uintptr_t ref[kRawMax];
           const unsigned m = libunwind_raw(ra0, ref, need);
           if (m == 0) return 0;  // fork pending or libunwind failed: nothing proven
-          bool same = m == n;
+          // Right when the walk found libunwind's frames, all of them, or all
+          // but the outermost few: _start, __libc_start_main and a thread's
+          // start_thread/clone3 have no frame pointers, so the walk stops
+          // just above them, and those frames tell a developer nothing.
+          // libunwind must have reached the stack's bottom (m < need) for
+          // the missing frames to be those.
+          bool same = m == n || (m > n && m < need && m - n <= kOuterFramesDropped);
           for (unsigned i = 0; same && i < n; ++i) same = raw[i] == ref[i];
           record_verdict(h, same);
           ++t_stats.verifications;

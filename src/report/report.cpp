@@ -218,21 +218,18 @@ void format_summary(const char* class_name, const Stack& s, MessageBuilder& m) {
   m.str(class_name);
   if (s.n == 0) return;
   find_self_module();
-  unsigned pick = 0;
   FrameInfo info{};
   bool ok = false;
   bool found = false;
   for (unsigned i = 0; i < s.n && !found; ++i) {
     ok = symbolize_at(s.pcs, i, &info);
-    if (!ok || !is_heapguard_frame(info)) {
-      pick = i;
-      found = true;
-    }
+    if (!ok || !is_heapguard_frame(info)) found = true;
   }
   if (!found) ok = symbolize_at(s.pcs, 0, &info);
   m.str(" in ").str(ok && info.function != nullptr ? info.function : "<unknown>");
+  // As the frames print it.
   if (ok && info.module != nullptr) m.str(" (").str(info.module).ch('+').hex(info.module_offset).ch(')');
-  else m.str(" (").hex(s.pcs[pick]).ch(')');
+  else m.str(" (<unknown module>)");
 }
 
 struct Region {
@@ -521,6 +518,14 @@ void set_report_settings_for_testing(const ReportSettings* s) {
 void set_thread_number_source(ThreadNumberFn fn) { g_thread_source.store(fn, std::memory_order_release); }
 
 uint32_t errors_reported() { return g_errors.load(std::memory_order_relaxed); }
+
+void report_after_fork_child() {
+  g_errors.store(0, std::memory_order_relaxed);
+  // Only the forking thread exists now, and it was not reporting (fork is
+  // not called from the report path): any owner is gone.
+  g_lock_pid.store(0, std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(g_lock_word).store(0, std::memory_order_release);
+}
 
 void report_error(const ReportInfo& info) {
   pal::ScopedErrno keep_errno;

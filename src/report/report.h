@@ -54,6 +54,11 @@ struct ReportInfo {
 // another; an error raised while this thread is reporting aborts at once.
 void report_error(const ReportInfo& info);
 
+// In a fork child (the atfork child handler): the child's exit status
+// answers for its own errors, not its parent's, and a report lock held by
+// another parent thread at the fork is released.
+void report_after_fork_child();
+
 // Errors reported so far (suppressed ones not counted): with
 // halt_on_error=0 the process exits with exitcode at exit when nonzero.
 uint32_t errors_reported();

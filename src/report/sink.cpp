@@ -18,6 +18,15 @@ constexpr size_t kMaxPath = 512;
 // fork the child's pid differs and it chooses (and opens) again.
 constinit int g_sink_fd = -1;
 constinit int g_sink_pid = 0;
+// The log file's identity: the descriptor number alone is not ours to
+// trust, since the program may close it and reuse the number (or a fork
+// child may) for a file of its own.
+constinit pal::FileId g_sink_id{};
+
+bool still_our_file(int fd) {
+  pal::FileId now{};
+  return pal::file_id(fd, &now) && now.inode == g_sink_id.inode && now.device == g_sink_id.device;
+}
 
 constinit bool g_test_pattern_set = false;
 constinit char g_test_pattern[kMaxPath] = {};
@@ -147,17 +156,21 @@ int open_report_log(const char* pattern) {
 
 int report_sink_fd() {
   int pid = pal::Pal::process_id();
-  if (g_sink_fd >= 0 && g_sink_pid == pid) return g_sink_fd;
-  // A fork child inherits its parent's log descriptor; its reports go to a
-  // file of its own, so that descriptor is dropped.
-  if (g_sink_fd > kStderr) pal::close_fd(g_sink_fd);
+  const bool ours = g_sink_fd > kStderr && still_our_file(g_sink_fd);
+  if (g_sink_fd >= 0 && g_sink_pid == pid && (g_sink_fd == kStderr || ours)) return g_sink_fd;
+  // A fork child inherits its parent's log descriptor and writes to a file
+  // of its own: close the inherited one, but only if it still is the log
+  // file (a daemon may have reused the number). A descriptor the program
+  // took over is left alone, and the log is opened again.
+  if (ours && g_sink_pid != pid) pal::close_fd(g_sink_fd);
   g_sink_pid = pid;
   g_sink_fd = kStderr;
   const char* pattern = log_pattern();
   // Under AT_SECURE the path came from a less privileged user: ignored.
   if (pattern != nullptr && pattern[0] != '\0' && !pal::Pal::is_secure()) {
     int fd = open_report_log(pattern);
-    if (fd >= 0) g_sink_fd = fd;
+    if (fd >= 0 && pal::file_id(fd, &g_sink_id)) g_sink_fd = fd;
+    else if (fd >= 0) pal::close_fd(fd);
   }
   return g_sink_fd;
 }

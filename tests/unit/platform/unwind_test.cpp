@@ -248,6 +248,42 @@ TEST_F(UnwindTest, VerifiedWalkAnswersOnceProven) {
   EXPECT_EQ(after.verifications, mid.verifications);
 }
 
+// At a thread's bottom the walk stops above start_thread/clone3 (glibc
+// builds them without frame pointers) while libunwind goes on to them: the
+// walk is still trusted, and its frames are libunwind's minus those. Two
+// threads run the same code, so their stacks hold the same return
+// addresses: the first proves the chain, the second is answered by the walk.
+struct ThreadCapture {
+  unsigned n = 0;
+  uintptr_t pcs[kMaxStackFrames] = {};
+  uint64_t fast_hits = 0;
+};
+
+TEST_NOINLINE void capture_on_this_thread(ThreadCapture* out) {
+  const pal::UnwindStats before = pal::unwind_stats();
+  Chain c;
+  c.capture = &pal::capture_stack;
+  run_chain(&c);
+  out->n = c.n;
+  for (unsigned i = 0; i < c.n; ++i) out->pcs[i] = c.pcs[i];
+  out->fast_hits = pal::unwind_stats().fast_hits - before.fast_hits;
+}
+
+TEST_F(UnwindTest, WalkMissingOnlyTheThreadStartFramesIsTrusted) {
+  pal::set_unwinder(1);
+  pal::reset_unwind_verdicts_for_testing();
+  ThreadCapture first, second;
+  std::thread(&capture_on_this_thread, &first).join();
+  std::thread(&capture_on_this_thread, &second).join();
+  ASSERT_GE(second.n, 4u);
+  EXPECT_EQ(first.fast_hits, 0u);
+  EXPECT_EQ(second.fast_hits, 1u) << "the second thread's capture should come from the trusted walk";
+  // The walk's frames are a prefix of libunwind's, at most 3 short.
+  EXPECT_LE(second.n, first.n);
+  EXPECT_LE(first.n - second.n, 3u);
+  for (unsigned i = 0; i < second.n; ++i) EXPECT_EQ(first.pcs[i], second.pcs[i]) << "frame " << i;
+}
+
 // A function without a frame pointer hides its caller from the walk: the
 // verdict must catch it and every capture must still show that caller.
 TEST_F(UnwindTest, FunctionWithoutFramePointerIsNotSkipped) {
