@@ -35,27 +35,41 @@ MessageBuilder& MessageBuilder::ch(char c) {
   return *this;
 }
 
-MessageBuilder& MessageBuilder::dec(uint64_t v, unsigned min_width) {
+unsigned format_decimal(uint64_t v, char (&out)[20]) {
   char tmp[20];
   unsigned n = 0;
   do {
     tmp[n++] = char('0' + v % 10);
     v /= 10;
   } while (v != 0);
+  for (unsigned i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+unsigned format_hex(uint64_t v, char (&out)[16]) {
+  char tmp[16];
+  unsigned n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v != 0);
+  for (unsigned i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+MessageBuilder& MessageBuilder::dec(uint64_t v, unsigned min_width) {
+  char digits[20];
+  unsigned n = format_decimal(v, digits);
   for (unsigned i = n; i < min_width; ++i) ch(' ');
-  while (n > 0) ch(tmp[--n]);
+  for (unsigned i = 0; i < n; ++i) ch(digits[i]);
   return *this;
 }
 
 MessageBuilder& MessageBuilder::hex(uint64_t v) {
   str("0x");
-  char tmp[16];
-  int n = 0;
-  do {
-    tmp[n++] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v != 0);
-  while (n > 0) ch(tmp[--n]);
+  char digits[16];
+  unsigned n = format_hex(v, digits);
+  for (unsigned i = 0; i < n; ++i) ch(digits[i]);
   return *this;
 }
 

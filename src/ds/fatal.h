@@ -24,6 +24,11 @@ inline constexpr unsigned kErrorKindCount = 0
 
 const char* error_name(ErrorKind kind);
 
+// Digits of v, most significant first, into out (no terminator); returns
+// how many. Shared by every malloc-free text builder.
+unsigned format_decimal(uint64_t v, char (&out)[20]);
+unsigned format_hex(uint64_t v, char (&out)[16]);  // lower case, no 0x
+
 // Appends text and numbers to a fixed buffer; silently truncates, because a
 // report cut short is better than a report path that can fail.
 class MessageBuilder {

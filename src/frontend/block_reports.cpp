@@ -82,6 +82,33 @@ void describe_foreign_pointer(MessageBuilder& m, uintptr_t p) {
   m.str("is not a heap address: nothing is mapped there (a wild pointer, or a large block already freed)");
 }
 
+Origin expected_origin(ApiCall call) {
+  switch (call) {
+    case ApiCall::Delete: return Origin::New;
+    case ApiCall::DeleteArray: return Origin::NewArray;
+    default: return Origin::Malloc;
+  }
+}
+
+const char* origin_name(Origin o) {
+  switch (o) {
+    case Origin::Malloc: return "malloc()";
+    case Origin::New: return "operator new";
+    case Origin::NewArray: return "operator new []";
+  }
+  return "an unknown allocator";
+}
+
+const char* release_name(ApiCall call) {
+  switch (call) {
+    case ApiCall::Delete: return "operator delete";
+    case ApiCall::DeleteArray: return "operator delete []";
+    case ApiCall::FreeSized: return "free_sized()";
+    case ApiCall::Realloc: return "realloc()";
+    default: return "free()";
+  }
+}
+
 const char* api_call_name(ApiCall call) {
   switch (call) {
     case ApiCall::Free: return "free";

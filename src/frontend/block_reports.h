@@ -9,6 +9,7 @@
 
 #include "ds/ds.h"
 #include "frontend/block_traces.h"
+#include "slab/slab.h"
 
 namespace heapguard {
 
@@ -40,6 +41,13 @@ void report_block_error(ErrorKind kind, uintptr_t address, const BlockFacts& blo
 // /path/module", "... nothing is mapped there (a wild pointer)". Reads
 // /proc/self/maps with raw system calls: no allocation.
 void describe_foreign_pointer(MessageBuilder& m, uintptr_t p);
+
+// The API family a release call expects, and the names alloc-dealloc and
+// new-delete mismatch reports give the two sides ("malloc()",
+// "operator delete []").
+Origin expected_origin(ApiCall call);
+const char* origin_name(Origin o);
+const char* release_name(ApiCall call);
 
 // "the pointer was passed to free()": names the entry point.
 const char* api_call_name(ApiCall call);

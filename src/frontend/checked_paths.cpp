@@ -34,33 +34,6 @@ namespace {
 constinit Sealed<CanaryCodec> g_canary_page{CanaryCodec{0}};
 constexpr const CanaryCodec& g_canary = g_canary_page.value;
 
-Origin expected_origin(ApiCall call) {
-  switch (call) {
-    case ApiCall::Delete: return Origin::New;
-    case ApiCall::DeleteArray: return Origin::NewArray;
-    default: return Origin::Malloc;
-  }
-}
-
-const char* origin_name(Origin o) {
-  switch (o) {
-    case Origin::Malloc: return "malloc()";
-    case Origin::New: return "operator new";
-    case Origin::NewArray: return "operator new []";
-  }
-  return "an unknown allocator";
-}
-
-const char* release_name(ApiCall call) {
-  switch (call) {
-    case ApiCall::Delete: return "operator delete";
-    case ApiCall::DeleteArray: return "operator delete []";
-    case ApiCall::FreeSized: return "free_sized()";
-    case ApiCall::Realloc: return "realloc()";
-    default: return "free()";
-  }
-}
-
 uint8_t free_fill_byte() { return g_policy.poison == PoisonMode::Zero ? 0 : kFreeFill; }
 
 BlockFacts resolved_facts(const ResolvedBlock& r) {

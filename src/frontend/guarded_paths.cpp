@@ -37,23 +37,6 @@ bool take_sample(uint32_t rate) {
 
 BlockFacts guarded_facts(const GuardedBlock& b) { return {b.user, b.requested, {b.allocated, b.freed}}; }
 
-Origin expected_origin_of(ApiCall call) {
-  switch (call) {
-    case ApiCall::Delete: return Origin::New;
-    case ApiCall::DeleteArray: return Origin::NewArray;
-    default: return Origin::Malloc;
-  }
-}
-
-const char* origin_text(Origin o) {
-  switch (o) {
-    case Origin::Malloc: return "malloc()";
-    case Origin::New: return "operator new";
-    case Origin::NewArray: return "operator new []";
-  }
-  return "an unknown allocator";
-}
-
 // A pointer into the pool that is no live block's: a second free, a
 // pointer into a block, or one into a guard page or an unused slot.
 HEAPGUARD_COLD void report_guarded_misuse(uintptr_t p, const GuardedBlock& b, bool freed_twice, ApiCall call) {
@@ -77,14 +60,14 @@ HEAPGUARD_COLD void report_guarded_misuse(uintptr_t p, const GuardedBlock& b, bo
 // The checks a live block gets before it is released: the API family and
 // the size a sized release promises.
 void verify_guarded_release(const GuardedBlock& b, ApiCall call, size_t sized) {
-  if (g_policy.mismatch && call != ApiCall::UsableSize && b.origin != expected_origin_of(call)) {
+  if (g_policy.mismatch && call != ApiCall::UsableSize && b.origin != expected_origin(call)) {
     MessageBuilder m;
-    m.str("allocated by ").str(origin_text(b.origin)).str(", released by ").str(api_call_name(call));
+    m.str("allocated by ").str(origin_name(b.origin)).str(", released by ").str(release_name(call));
     report_block_error(ErrorKind::AllocDeallocMismatch, b.user, guarded_facts(b), m, Recovery::Recoverable);
   }
   if (g_policy.type_mismatch && sized != kUnsized && sized != b.requested) {
     MessageBuilder m;
-    m.str("allocated with size ").dec(b.requested).str(", released by ").str(api_call_name(call)).str(" with size ")
+    m.str("allocated with size ").dec(b.requested).str(", released by ").str(release_name(call)).str(" with size ")
         .dec(sized);
     report_block_error(ErrorKind::NewDeleteTypeMismatch, b.user, guarded_facts(b), m, Recovery::Recoverable);
   }

@@ -70,26 +70,14 @@ ReportBuffer& ReportBuffer::ch(char c) {
 }
 
 ReportBuffer& ReportBuffer::dec(uint64_t v) {
-  char tmp[20];
-  unsigned n = 0;
-  do {
-    tmp[n++] = char('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n > 0) ch(tmp[--n]);
-  return *this;
+  char digits[20];
+  return put(digits, format_decimal(v, digits));
 }
 
 ReportBuffer& ReportBuffer::hex(uint64_t v) {
+  char digits[16];
   put("0x", 2);
-  char tmp[16];
-  unsigned n = 0;
-  do {
-    tmp[n++] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v != 0);
-  while (n > 0) ch(tmp[--n]);
-  return *this;
+  return put(digits, format_hex(v, digits));
 }
 
 ReportBuffer& ReportBuffer::pid_prefix() {

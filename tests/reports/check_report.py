@@ -252,7 +252,8 @@ def class_expectation(case, mode):
         return Expect("heap-use-after-free", ["allocate_again"], region=("inside", 5, 32),
                       info=r"handed out again", alloc=["allocate_block"], free=["release_block"])
     if case == "alloc_dealloc_mismatch":
-        return Expect("alloc-dealloc-mismatch", ["release_with_wrong_family"], region=block, alloc=["allocate_block"])
+        return Expect("alloc-dealloc-mismatch", ["release_with_wrong_family"], region=block, alloc=["allocate_block"],
+                      info=r"^allocated by malloc\(\), released by operator delete$")
     if case == "new_delete_type_mismatch":
         return Expect("new-delete-type-mismatch", ["release_with_wrong_size"], region=block, alloc=["allocate_object"])
     if case == "heap_metadata_corruption":
