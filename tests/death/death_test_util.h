@@ -156,16 +156,18 @@ inline AdjacentPair adjacent_pair(size_t n, size_t count = 256) {
   return pair;
 }
 
-// Sets HEAPGUARD_OPTIONS for the death-test children started while it lives
-// ("threadsafe" death tests re-execute the binary, whose allocator then
-// initialises from the new environment).
+// Adds to HEAPGUARD_OPTIONS for the death-test children started while it
+// lives ("threadsafe" death tests re-execute the binary, whose allocator
+// then initialises from the new environment). Appended, so what CTest set
+// for the whole suite (sample_rate=0) stays; a later value wins.
 class ScopedOptions {
  public:
   explicit ScopedOptions(const char* options) {
     const char* old = getenv("HEAPGUARD_OPTIONS");
     had_old_ = old != nullptr;
     if (had_old_) old_ = old;
-    setenv("HEAPGUARD_OPTIONS", options, 1);
+    std::string combined = had_old_ ? old_ + ":" + options : std::string(options);
+    setenv("HEAPGUARD_OPTIONS", combined.c_str(), 1);
   }
   ~ScopedOptions() {
     if (had_old_) {
