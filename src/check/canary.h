@@ -97,8 +97,15 @@ class CanaryCodec {
   // whose seed is block_seed(block): byte i (little-endian) is the pattern
   // byte at aligned + i, which is what lets fill and verify go word by word.
   HEAPGUARD_FAST_PATH uint64_t block_seed(uintptr_t block) const { return fold(block ^ k0_, k1_); }
+  // Every byte has its top bit set: the commonest overflows write text
+  // (ASCII) or its NUL terminator, and a keyed byte that happened to equal
+  // the byte written (1 in 256) would let such a write through. 7 keyed
+  // bits per byte remain.
+  // The address is spread by an odd multiplier first: neighbouring words'
+  // addresses differ in a few low bits only, which the fold alone would
+  // carry into patterns that share most of their bytes.
   HEAPGUARD_FAST_PATH uint64_t pattern_word(uint64_t seed, uintptr_t aligned) const {
-    return fold(seed ^ aligned, k1_);
+    return fold(seed ^ (uint64_t(aligned) * 0x9E3779B97F4A7C15ULL), k1_) | 0x8080808080808080ULL;
   }
   // 64x64->128 multiply folded by xor: non-linear and cheap (one mul).
   HEAPGUARD_FAST_PATH static constexpr uint64_t fold(uint64_t a, uint64_t b) {
