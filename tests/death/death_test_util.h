@@ -69,9 +69,11 @@ inline size_t small_redzone() { return redzone_mode() ? 16 : 0; }
 inline char* small_header(void* user) { return static_cast<char*>(user) - small_redzone() - 8; }
 inline bool is_large(size_t n) { return n > kLargestSmallRequest; }
 
-// The report's first line, for `cls` (the word after "HeapGuard:").
-inline std::string report_head(const std::string& cls) {
-  return "==[0-9]+==ERROR: HeapGuard: " + cls + " on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*";
+// The report's first line, for `cls` (the word after "HeapGuard:") and the
+// faulting `address` (a regex), followed by the failing call's stack.
+inline std::string report_head(const std::string& cls, const std::string& address = "0x[0-9a-f]+") {
+  return "==[0-9]+==ERROR: HeapGuard: " + cls + " on address " + address +
+         " at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*";
 }
 // A fault heapguard diagnosed (a guard page, a quarantined or freed
 // block): the report's head, the access line, the faulting stack, then

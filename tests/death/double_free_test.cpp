@@ -76,7 +76,7 @@ TEST_P(SlabDoubleFreeDeathTest, FreeTwiceAfterTheSlotWentBackToItsSlab) {
         drain_quarantine();
         free(opaque(p));
       },
-      "ERROR: HeapGuard: double-free on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*0x[0-9a-f]+ is (located 0 bytes inside of|the start of a "
+      report_head("double-free") + "0x[0-9a-f]+ is (located 0 bytes inside of|the start of a "
       "block that was already freed \\(its memory has since been returned to the OS\\))");
 }
 
@@ -106,7 +106,7 @@ TEST(DoubleFreeCxxDeathTest, DeleteTwiceAndAlignedFreeTwice) {
         free(p);
         free(opaque(p));
       },
-      "ERROR: HeapGuard: double-free on address 0x[0-9a-f]*00 at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*");
+      report_head("double-free", "0x[0-9a-f]*00"));
 }
 
 // The slot's slab returned to the OS between the two frees: malloc_trim(0)

@@ -25,8 +25,8 @@ class InvalidFreeDeathTest : public DeathTestBase {};
 TEST_P(InvalidFreeDeathTest, InteriorPointer) {
   size_t n = GetParam();
   // Small and large blocks alike: the report names the block and the offset.
-  const char* expected =
-      "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*0x[0-9a-f]+ "
+  const std::string expected =
+      report_head("invalid-free") + "0x[0-9a-f]+ "
       "is located 16 bytes inside of [0-9]+-byte region \\[0x[0-9a-f]+,0x[0-9a-f]+\\)\nthe pointer is not the start of "
       "the block\nthe pointer was passed to free\\(\\)\n([^\n]*\n)*SUMMARY: HeapGuard: invalid-free";
   EXPECT_DEATH(free(static_cast<char*>(opaque(malloc(n))) + 16), expected);
@@ -37,9 +37,10 @@ INSTANTIATE_TEST_SUITE_P(Sizes, InvalidFreeDeathTest, ::testing::ValuesIn(kDeath
 TEST(InvalidFreeKindsDeathTest, StackGlobalAndWildPointers) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   char local[32];
-  EXPECT_DEATH(free(opaque(local)), "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*0x[0-9a-f]+ is on the stack of thread T0 \\(a local variable\\), not a heap block\n");
-  EXPECT_DEATH(free(opaque(g_global)), "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*0x[0-9a-f]+ is a global of [^\n]*death_invalid_free[^\n]*, not a heap block\n");
-  EXPECT_DEATH(free(opaque(reinterpret_cast<void*>(0x1000))), "ERROR: HeapGuard: invalid-free on address 0x1000 at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*0x1000 is not a heap address: nothing is mapped there");
+  EXPECT_DEATH(free(opaque(local)), report_head("invalid-free") + "0x[0-9a-f]+ is on the stack of thread T0 \\(a local variable\\), not a heap block\n");
+  EXPECT_DEATH(free(opaque(g_global)), report_head("invalid-free") + "0x[0-9a-f]+ is a global of [^\n]*death_invalid_free[^\n]*, not a heap block\n");
+  EXPECT_DEATH(free(opaque(reinterpret_cast<void*>(0x1000))),
+               report_head("invalid-free", "0x1000") + "0x1000 is not a heap address: nothing is mapped there");
 }
 
 TEST(InvalidFreeKindsDeathTest, NeverAllocatedSlotInTheArena) {
@@ -51,14 +52,14 @@ TEST(InvalidFreeKindsDeathTest, NeverAllocatedSlotInTheArena) {
       },
       // In debug and fuzz modes the pointer is where the slot's block would
       // start after its left redzone: inside the slot rather than at it.
-      "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*0x[0-9a-f]+ (is a heapguard slot that was never "
+      report_head("invalid-free") + "0x[0-9a-f]+ (is a heapguard slot that was never "
       "allocated|points into a heapguard slot that is not allocated)");
 }
 
 TEST(InvalidFreeKindsDeathTest, PointerIntoTheChunkHeader) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(free(small_header(opaque(malloc(100)))),
-               "ERROR: HeapGuard: invalid-free on address 0x[0-9a-f]+ at pc 0x[0-9a-f]+ thread T[0-9]+\n(    #[^\n]*\n)*0x[0-9a-f]+ points into the chunk header in "
+               report_head("invalid-free") + "0x[0-9a-f]+ points into the chunk header in "
                "front of a heapguard block\n");
 }
 
