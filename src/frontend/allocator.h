@@ -229,6 +229,7 @@ class Allocator {
   bool wants_guarded(size_t n, size_t align);
   void* allocate_guarded(size_t n, size_t align, Origin origin, bool zero);
   size_t usable_size_guarded(uintptr_t p);
+  void report_not_live_guarded(uintptr_t p, ApiCall call);
   // A pointer into the guarded pool handed back: checked and freed there.
   void deallocate_guarded(uintptr_t p, ApiCall call, size_t sized);
   void* reallocate_guarded(uintptr_t p, size_t n);

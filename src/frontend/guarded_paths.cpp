@@ -115,9 +115,7 @@ void Allocator::deallocate_guarded(uintptr_t p, ApiCall call, size_t sized) {
 void* Allocator::reallocate_guarded(uintptr_t p, size_t n) {
   GuardedBlock b;
   if (!guarded_.find_live(p, &b)) {
-    GuardedBlock near;
-    bool known = guarded_.lookup(p, &near) && near.user == p;
-    report_guarded_misuse(p, known ? near : GuardedBlock{}, known && !near.live, ApiCall::Realloc);
+    report_not_live_guarded(p, ApiCall::Realloc);
     return nullptr;
   }
   void* q = allocate_checked(n, kMinAlign, Origin::Malloc, false);
@@ -130,10 +128,16 @@ void* Allocator::reallocate_guarded(uintptr_t p, size_t n) {
 size_t Allocator::usable_size_guarded(uintptr_t p) {
   GuardedBlock b;
   if (guarded_.find_live(p, &b)) return b.requested;
+  report_not_live_guarded(p, ApiCall::UsableSize);
+  return 0;
+}
+
+// A pool pointer that is no live block's, outside free (which the pool's
+// deallocate classifies): a freed block's own pointer is a double free.
+void Allocator::report_not_live_guarded(uintptr_t p, ApiCall call) {
   GuardedBlock near;
   bool known = guarded_.lookup(p, &near) && near.user == p;
-  report_guarded_misuse(p, known ? near : GuardedBlock{}, known && !near.live, ApiCall::UsableSize);
-  return 0;
+  report_guarded_misuse(p, known ? near : GuardedBlock{}, known && !near.live, call);
 }
 
 }  // namespace heapguard

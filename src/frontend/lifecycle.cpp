@@ -111,11 +111,10 @@ namespace {
 // that halt_on_error=0 owes the errors it let pass. stdio is flushed first
 // because _exit would drop the program's buffered output.
 void at_exit_checks() {
-  const Options& o = options();
-  if (o.detect_leaks != 0 && o.mode == Mode::Debug) run_leak_check();
+  run_leak_check();  // exits if it reports leaks (detect_leaks=1, debug mode)
   if (errors_reported() != 0) {
     fflush(nullptr);
-    pal::Pal::exit_process(int(o.exitcode));
+    pal::Pal::exit_process(int(options().exitcode));
   }
 }
 

@@ -470,12 +470,16 @@ void append_sources(bool json) {
 void drop_internal_frames(Stack& s) {
   find_self_module();
   unsigned skip = 0;
-  while (skip + 1 < s.n) {
-    FrameInfo top{}, next{};
-    if (!symbolize_at(s.pcs, skip, &top) || !is_heapguard_frame(top) || top.function == nullptr ||
+  FrameInfo top{};
+  bool top_ok = s.n > 1 && symbolize_at(s.pcs, 0, &top);
+  while (top_ok && skip + 1 < s.n) {
+    if (!is_heapguard_frame(top) || top.function == nullptr ||
         !(starts_with(top.function, "_ZN9heapguard") || starts_with(top.function, "heapguard::")))
       break;
+    // Each frame is symbolized once: the next one becomes the top.
+    FrameInfo next{};
     if (!symbolize_at(s.pcs, skip + 1, &next) || !is_heapguard_frame(next)) break;
+    top = next;
     ++skip;
   }
   if (skip == 0) return;
