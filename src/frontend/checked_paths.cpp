@@ -176,6 +176,7 @@ void Allocator::configure_hardening() {
     policy.guard_all = false;
     policy.sample_rate = 0;
   }
+  if (o.seed != 0) policy.sample_seed = mix_seed(seed, 5);
 
   g_header_codec_page.value.set_key(pal::Pal::entropy64());
   g_bin_codec_page.value.set_key(pal::Pal::entropy64());

@@ -5,6 +5,7 @@
 // comes back. A pool block is its own evidence: overflows and reads after
 // free fault (fault_handler.cpp reports them), and its metadata, with both
 // stacks, lives out of line in the pool.
+#include <atomic>
 #include <cstring>
 
 #include "check/check.h"
@@ -17,6 +18,13 @@ namespace {
 // Allocations left until the next sampled one; 0 = not drawn yet.
 constinit thread_local uint32_t t_sample_countdown = 0;
 constinit thread_local Prng t_sample_prng{0};
+// Threads in creation order, for seeded runs' per-thread sampling streams.
+constinit std::atomic<uint64_t> g_sampling_threads{0};
+
+uint64_t sampling_stream_seed() {
+  if (g_policy.sample_seed == 0) return pal::Pal::entropy64();
+  return mix_seed(g_policy.sample_seed, g_sampling_threads.fetch_add(1, std::memory_order_relaxed));
+}
 
 // Whether this allocation is the sampled one: a geometric-like draw with
 // mean sample_rate (uniform in [1, 2*rate - 1]), so a program cannot line
@@ -29,7 +37,7 @@ bool take_sample(uint32_t rate) {
     return false;
   }
   bool fresh = left == 0;
-  if (fresh) t_sample_prng.reseed(pal::Pal::entropy64());
+  if (fresh) t_sample_prng.reseed(sampling_stream_seed());
   t_sample_countdown = 1 + t_sample_prng.below(2 * rate - 1);
   // A thread's first draw only starts its countdown.
   return !fresh;

@@ -37,6 +37,9 @@ struct Policy {
   bool guard_all = false;
   // Hardened: 1 in this many allocations from the guarded pool; 0 off.
   uint32_t sample_rate = 0;
+  // With seed set, which allocations are sampled repeats from run to run
+  // like the rest of the layout; 0: each thread draws from the OS.
+  uint64_t sample_seed = 0;
 };
 
 Policy make_policy(const Options& o);

@@ -8,7 +8,8 @@
 //    (fuzz mode's default seed=1, or seed=N in any mode), in which case the
 //    layout is identical, so a fuzzing crash reproduces;
 //  - two children forked from one heap choose differently (unseeded) or
-//    identically (seeded).
+//    identically (seeded);
+//  - with a seed, the same blocks are sampled into the guarded pool.
 // Layouts are compared as offsets between blocks of a size, which address
 // space randomization of the whole arena does not change.
 #include <sys/wait.h>
@@ -31,6 +32,7 @@ namespace {
 constexpr const char* kLayoutVariable = "HEAPGUARD_TEST_PRINT_LAYOUT";
 constexpr size_t kLayoutSizes[] = {16, 64, 256, 1000, 5000};
 constexpr size_t kLayoutBlocks = 64;
+constexpr ptrdiff_t kNearby = ptrdiff_t(1) << 30;
 
 // The layout of this process: for each size, the offsets of kLayoutBlocks
 // fresh blocks from the first one. Written with write(2) from a fixed
@@ -40,10 +42,20 @@ std::string layout_of_this_process() {
   size_t len = 0;
   for (size_t size : kLayoutSizes) {
     char* first = nullptr;
+    char* first_far = nullptr;
     for (size_t i = 0; i < kLayoutBlocks; ++i) {
       char* p = opaque_chars(malloc(size));
       if (first == nullptr) first = p;
-      len += size_t(snprintf(text + len, sizeof text - len, "%td ", p - first));
+      // A block far from the first (a sampled one, in the guarded pool's own
+      // mapping) is placed relative to the first such block: the distance
+      // between the two mappings is the kernel's choice, not the layout's.
+      ptrdiff_t offset = p - first;
+      if (offset > kNearby || offset < -kNearby) {
+        if (first_far == nullptr) first_far = p;
+        len += size_t(snprintf(text + len, sizeof text - len, "far%td ", p - first_far));
+        continue;
+      }
+      len += size_t(snprintf(text + len, sizeof text - len, "%td ", offset));
     }
     len += size_t(snprintf(text + len, sizeof text - len, "\n"));
   }
@@ -180,6 +192,20 @@ TEST(ProcessLayoutTest, TheSameSeedGivesTheSameLayout) {
   ASSERT_TRUE(layout_is_complete(c)) << c;
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c) << "two seeds gave the same layout";
+}
+
+// Sampling into the guarded pool is a layout choice too: with a seed, the
+// same allocations are sampled again, or a seeded crash in a sampled block
+// would not reproduce. Sampling 1 in 16 makes some of the layout's blocks
+// pool blocks, which the run without sampling shows.
+TEST(ProcessLayoutTest, TheSameSeedSamplesTheSameBlocks) {
+  std::string a = layout_of_a_new_process("seed=777:sample_rate=16");
+  std::string b = layout_of_a_new_process("seed=777:sample_rate=16");
+  std::string unsampled = layout_of_a_new_process("seed=777:sample_rate=0");
+  ASSERT_TRUE(layout_is_complete(a)) << a;
+  ASSERT_TRUE(layout_is_complete(unsampled)) << unsampled;
+  EXPECT_NE(a, unsampled) << "no block of the layout was sampled";
+  EXPECT_EQ(a, b);
 }
 
 // The addresses of kCount fresh 64-byte blocks in a forked child.
