@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Stack capture (platform layer): libunwind, plus a frame-pointer walk that
-// answers only for call chains already shown equal to libunwind's answer.
+// Stack capture (platform layer): libunwind, plus a fast walk (heapguard's
+// own frames by frame pointer, the rest by cached .eh_frame rules, see
+// cfi_walk.h) that answers only for call chains already shown equal to
+// libunwind's answer.
 // Invariants: no recursion (per-thread busy flag), no malloc of our own, no
 // lock of our own; reads of stack memory stay inside the thread's stack.
 //
@@ -43,8 +45,10 @@
 #include <ucontext.h>
 
 #include <atomic>
+#include <bit>
 
 #include "core/core.h"
+#include "platform/cfi_walk.h"
 #include "platform/platform.h"
 
 namespace heapguard::pal {
@@ -130,7 +134,7 @@ void leave_libunwind() { g_inside_libunwind.fetch_sub(1, std::memory_order_relea
 // cpuset; for the main thread it reads /proc/self/maps through stdio), so it
 // runs at most once per thread, under the busy flag, and only where the
 // caller allows it (never in a signal handler).
-void query_stack_bounds() {
+HEAPGUARD_SLOW_PATH void query_stack_bounds() {
   pthread_attr_t attr;
   t_stack_state = kStackUnavailable;
   if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
@@ -148,7 +152,7 @@ void query_stack_bounds() {
 // address in [sp, hi) is mapped, which is what makes the walk's reads safe.
 // An alternate signal stack or a coroutine stack is not the thread's stack:
 // no walk there.
-bool stack_top(uintptr_t sp, uintptr_t* hi, bool may_query) {
+HEAPGUARD_FAST_PATH bool stack_top(uintptr_t sp, uintptr_t* hi, bool may_query) {
   if (HEAPGUARD_UNLIKELY(t_stack_state == kStackUnknown) && may_query) query_stack_bounds();
   if (t_stack_state != kStackKnown || sp < t_stack_lo || sp >= t_stack_hi) return false;
   *hi = t_stack_hi;
@@ -187,14 +191,6 @@ constinit std::atomic<uint64_t> g_verdicts[kVerdictSlots] = {};
 
 enum class Verdict : uint8_t { Unknown, Right, Wrong };
 
-uint64_t chain_hash(const uintptr_t* pcs, unsigned n) {
-  uint64_t h = 0x243f6a8885a308d3ULL ^ n;
-  for (unsigned i = 0; i < n; ++i) {
-    h = (h ^ pcs[i]) * 0x9e3779b97f4a7c15ULL;
-    h ^= h >> 29;
-  }
-  return h;
-}
 
 Verdict lookup_verdict(uint64_t h) {
   const uint64_t key = h & ~uint64_t{3};
@@ -276,13 +272,55 @@ unsigned unverified_walk(uintptr_t fp0, uintptr_t* out, unsigned need) {
   return fp_walk(fp0, fp0, hi, out, need);
 }
 
+// The fast walk: heapguard's own frames (all built with frame pointers)
+// by their saved rbp, then, from the first frame outside heapguard (the
+// program's call into malloc), the CFI walk, which needs no frame pointers.
+// Each step starts from the caller's registers as they are when the callee
+// returns: pc = the return address, rsp just above it, rbp as saved.
+// Writes the frames already trimmed as finish() trims them: the last own
+// frame (the API entry), then the program's.
+HEAPGUARD_FAST_PATH unsigned walk(uintptr_t fp, uintptr_t hi, uintptr_t* out, unsigned max) {
+  const uintptr_t own_lo = g_own_lo.load(std::memory_order_relaxed);
+  const uintptr_t own_hi = g_own_hi.load(std::memory_order_relaxed);
+  const uintptr_t lo = fp;
+  uintptr_t last_own = 0;
+  for (unsigned own = 0; own < kOwnFrameBudget + 1; ++own) {
+    if (fp < lo || fp > hi - 2 * sizeof(uintptr_t) || (fp & (sizeof(uintptr_t) - 1)) != 0) return 0;
+    const auto* frame = reinterpret_cast<const uintptr_t*>(fp);
+    const uintptr_t ra = frame[1];
+    const uintptr_t caller_fp = frame[0];
+    if (ra < own_lo || ra >= own_hi) {
+      unsigned n = 0;
+      if (last_own != 0) out[n++] = last_own;
+      if (n == max) return n;
+      return n + cfi_walk(ra, fp + 2 * sizeof(uintptr_t), caller_fp, lo, hi, out + n, max - n);
+    }
+    last_own = ra;
+    if (caller_fp <= fp) return 0;
+    fp = caller_fp;
+  }
+  return 0;  // deeper inside heapguard than it ever is: leave it to libunwind
+}
+
+// A chain's identity for the verdict cache. The per-frame multiplies are
+// independent, so the serial part is an add and a rotate per frame; one
+// full mix at the end.
+HEAPGUARD_FAST_PATH uint64_t chain_hash(const uintptr_t* pcs, unsigned n) {
+  uint64_t h = 0x243f6a8885a308d3ULL ^ n;
+  for (unsigned i = 0; i < n; ++i) h = std::rotl(h + pcs[i] * 0x9e3779b97f4a7c15ULL, 23);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 29;
+  return h;
+}
+
 // Capture overview:
 //   capture_stack / capture_stack_slow  (noinline: ra0 and fp0 are theirs)
 //     busy flag, ready check
 //     capture_impl(mode)
-//       mode 1: fp_walk -> chain_hash -> lookup_verdict
-//                 Right   -> finish(walk)                    (fast path)
-//                 Unknown -> libunwind_raw, compare, record -> finish(libunwind)
+//       mode 1: walk (own frames by rbp, then CFI; trimmed) -> chain_hash -> lookup_verdict
+//                 Right   -> the walk's frames                (fast path)
+//                 Unknown -> libunwind_raw + finish, compare, record -> libunwind's
 //                 Wrong   -> fall through
 //       libunwind_raw -> finish
 unsigned capture_impl(uintptr_t ra0, uintptr_t fp0, uintptr_t* out, unsigned max, int mode) {
@@ -291,30 +329,32 @@ unsigned capture_impl(uintptr_t ra0, uintptr_t fp0, uintptr_t* out, unsigned max
   if (mode == 1) {
     uintptr_t hi;
     if (stack_top(fp0, &hi, true)) {
-      const unsigned n = fp_walk(fp0, fp0, hi, raw, need);
-      if (n > 0 && raw[0] == ra0) {
-        const uint64_t h = chain_hash(raw, n);
+      const unsigned n = walk(fp0, hi, out, max);
+      if (n > 0) {
+        const uint64_t h = chain_hash(out, n);
         const Verdict v = lookup_verdict(h);
         if (v == Verdict::Right) {
           ++t_stats.fast_hits;
-          return finish(raw, n, out, max);
+          return n;
         }
         if (v == Verdict::Unknown) {
-          uintptr_t ref[kRawMax];
-          const unsigned m = libunwind_raw(ra0, ref, need);
-          if (m == 0) return 0;  // fork pending or libunwind failed: nothing proven
+          const unsigned m_raw = libunwind_raw(ra0, raw, need);
+          if (m_raw == 0) return 0;  // fork pending or libunwind failed: nothing proven
+          uintptr_t ref[kMaxStackFrames];
+          const unsigned m = finish(raw, m_raw, ref, max);
           // Right when the walk found libunwind's frames, all of them, or all
-          // but the outermost few: _start, __libc_start_main and a thread's
-          // start_thread/clone3 have no frame pointers, so the walk stops
-          // just above them, and those frames tell a developer nothing.
-          // libunwind must have reached the stack's bottom (m < need) for
-          // the missing frames to be those.
-          bool same = m == n || (m > n && m < need && m - n <= kOuterFramesDropped);
-          for (unsigned i = 0; same && i < n; ++i) same = raw[i] == ref[i];
+          // but the outermost few: thread-start code without unwind tables
+          // stops the walk just above _start, __libc_start_main or
+          // start_thread/clone3, and those frames tell a developer nothing.
+          // libunwind must have reached the stack's bottom (m_raw < need)
+          // for the missing frames to be those.
+          bool same = m == n || (m > n && m_raw < need && m - n <= kOuterFramesDropped);
+          for (unsigned i = 0; same && i < n; ++i) same = out[i] == ref[i];
           record_verdict(h, same);
           ++t_stats.verifications;
           if (!same) ++t_stats.mismatches;
-          return finish(ref, m, out, max);
+          for (unsigned i = 0; i < m; ++i) out[i] = ref[i];
+          return m;
         }
       }
     }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Stack capture (platform layer): return addresses of the calling thread,
-// innermost first, from libunwind or from a frame-pointer walk that is used
-// only for call chains it was shown to get right. Never recurses: a capture
+// innermost first, from libunwind or from a fast walk (frame pointers inside
+// heapguard, cached .eh_frame rules beyond: cfi_walk.h) that is used only
+// for call chains it was shown to get right. Never recurses: a capture
 // that re-enters on the same thread (libunwind allocating, a signal handler)
 // returns 0 frames. Never calls malloc itself; see unwind.cpp for the one
 // allocation libunwind makes per thread and why the caller must allow it.
@@ -32,7 +33,7 @@ inline constexpr unsigned kMaxStackFrames = 64;
 //    each thread allocates 16 bytes (its TLS block, through ld.so's
 //    __tls_get_addr), which re-enters malloc (and gets 0 frames itself).
 
-// The mode's choice: the verified frame-pointer walk (set_unwinder(1)) or
+// The mode's choice: the verified fast walk (set_unwinder(1)) or
 // libunwind (set_unwinder(0)).
 unsigned capture_stack(uintptr_t* pcs, unsigned max);
 // libunwind always (reports). Same frame convention as capture_stack.
@@ -46,7 +47,7 @@ unsigned capture_stack_from_signal(const void* ucontext, uintptr_t* pcs, unsigne
 // here. Takes the loader lock and may allocate: call once the allocator is
 // ready (library constructor), never inside malloc init. Idempotent.
 void warm_up_unwinder();
-// 0 = libunwind, 1 = verified frame-pointer walk. Any thread, any time.
+// 0 = libunwind, 1 = verified fast walk. Any thread, any time.
 void set_unwinder(int mode);
 int unwinder_mode();
 
@@ -62,7 +63,7 @@ void unwinder_fork_child();
 
 // Counters for tests and benchmarks (relaxed, approximate under threads).
 struct UnwindStats {
-  uint64_t fast_hits;      // captures answered by a verified frame-pointer walk
+  uint64_t fast_hits;      // captures answered by the verified fast walk
   uint64_t verifications;  // chains seen for the first time: both unwinders run
   uint64_t mismatches;     // of those, chains where the walk was wrong
   uint64_t slow;           // captures answered by libunwind

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "platform/cfi_walk.h"
 #include "platform/platform.h"
 
 namespace heapguard::test {
@@ -25,7 +26,9 @@ using CaptureFn = unsigned (*)(uintptr_t*, unsigned);
 // Calls fn(arg) without setting up a frame pointer: rbp passes through
 // untouched, so a frame-pointer walk skips the caller of this function.
 // Calls fn(arg) with rbp zeroed: a frame-pointer walk stops here. Both carry
-// CFI, so libunwind unwinds through them.
+// CFI, so libunwind and the CFI walk unwind through them.
+// hg_test_nocfi_call is the first without any CFI: the CFI walk stops there.
+extern "C" void hg_test_nocfi_call(void (*fn)(void*), void* arg);
 extern "C" void hg_test_nofp_call(void (*fn)(void*), void* arg);
 extern "C" void hg_test_nofp_call_end();
 extern "C" void hg_test_zero_fp_call(void (*fn)(void*), void* arg);
@@ -78,6 +81,19 @@ hg_test_zero_fp_call:
   .hidden hg_test_zero_fp_call_end
 hg_test_zero_fp_call_end:
   nop
+
+  .p2align 4
+  .globl hg_test_nocfi_call
+  .hidden hg_test_nocfi_call
+  .type hg_test_nocfi_call, @function
+hg_test_nocfi_call:
+  pushq %rbx
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  callq *%rax
+  popq %rbx
+  retq
+  .size hg_test_nocfi_call, .-hg_test_nocfi_call
   .popsection
 )");
 
@@ -284,9 +300,10 @@ TEST_F(UnwindTest, WalkMissingOnlyTheThreadStartFramesIsTrusted) {
   for (unsigned i = 0; i < second.n; ++i) EXPECT_EQ(first.pcs[i], second.pcs[i]) << "frame " << i;
 }
 
-// A function without a frame pointer hides its caller from the walk: the
-// verdict must catch it and every capture must still show that caller.
-TEST_F(UnwindTest, FunctionWithoutFramePointerIsNotSkipped) {
+// A function without a frame pointer hides its caller from a frame-pointer
+// walk; the CFI walk follows its call-frame information instead, so after
+// the first capture proves the chain, the walk answers.
+TEST_F(UnwindTest, FunctionWithoutFramePointerIsFollowedByItsCfi) {
   pal::set_unwinder(1);
   for (int round = 0; round < 3; ++round) {
     const pal::UnwindStats before = pal::unwind_stats();
@@ -303,16 +320,85 @@ TEST_F(UnwindTest, FunctionWithoutFramePointerIsNotSkipped) {
                                                 << " " << addr_of(&chain_a_via) << " n " << c.n << " " << c.pcs[4];
     EXPECT_EQ(c.pcs[4], c.ret_a);
     const pal::UnwindStats after = pal::unwind_stats();
-    EXPECT_EQ(after.fast_hits, before.fast_hits) << "round " << round;
-    if (round == 0) EXPECT_EQ(after.mismatches, before.mismatches + 1);
+    EXPECT_EQ(after.mismatches, before.mismatches) << "round " << round;
+    if (round == 0) {
+      EXPECT_EQ(after.verifications, before.verifications + 1);
+    } else {
+      EXPECT_EQ(after.fast_hits, before.fast_hits + 1) << "round " << round;
+    }
   }
-  // The raw walk really does skip it (what the verdict protects against).
+  // The raw frame-pointer walk really does skip it.
   Chain raw;
   raw.capture = &pal::capture_stack_fp_unverified_for_testing;
   raw.max = 6;
   run_chain_via(&raw, &hg_test_nofp_call);
   ASSERT_GE(raw.n, 4u);
   EXPECT_FALSE(inside(raw.pcs[4], &chain_a_via));
+}
+
+// Code without call-frame information stops the CFI walk short of
+// libunwind's answer: the verdict records the mismatch and every capture
+// of the chain is libunwind's, frame for frame.
+TEST_NOINLINE void run_nocfi_chain(Chain* c) {
+  KEEP_FRAME();
+  run_chain_via(c, &hg_test_nocfi_call);
+  asm volatile("" ::: "memory");
+}
+
+TEST_F(UnwindTest, CodeWithoutCfiIsLeftToLibunwind) {
+  pal::set_unwinder(1);
+  for (int round = 0; round < 3; ++round) {
+    Chain c[2];
+    c[0].capture = &pal::capture_stack_slow;
+    c[1].capture = &pal::capture_stack;
+    pal::UnwindStats before{}, after{};
+    for (int i = 0; i < 2; ++i) {
+      c[i].max = 8;
+      if (i == 1) before = pal::unwind_stats();
+      run_nocfi_chain(&c[i]);
+      if (i == 1) after = pal::unwind_stats();
+    }
+    ASSERT_GE(c[0].n, 3u);
+    ASSERT_EQ(c[1].n, c[0].n) << "round " << round;
+    // Up to the trampoline; beyond it libunwind guesses from rbp, and the
+    // test body's own return address differs between the two captures.
+    for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c[1].pcs[i], c[0].pcs[i]) << "round " << round << " frame " << i;
+    EXPECT_EQ(c[1].pcs[2], c[1].ret_b);
+    EXPECT_EQ(after.fast_hits, before.fast_hits) << "round " << round;
+    if (round == 0) EXPECT_EQ(after.mismatches, before.mismatches + 1);
+  }
+  // The walk itself stops at the trampoline, one frame after entering it.
+  const pal::CfiRule rule = pal::cfi_rule_at(addr_of(&hg_test_nocfi_call) + 1);
+  EXPECT_EQ(rule.kind, pal::CfiRule::Kind::Unknown);
+}
+
+// The rules decoded from the trampolines' CFI, at each instruction that
+// changes them (both start with a one-byte push).
+TEST_F(UnwindTest, CfiRulesFollowTheDirectives) {
+  pal::reset_cfi_cache_for_testing();
+  for (int pass = 0; pass < 2; ++pass) {  // decoded, then from the cache
+    const pal::CfiRule entry = pal::cfi_rule_at(addr_of(&hg_test_nofp_call));
+    EXPECT_EQ(entry.kind, pal::CfiRule::Kind::SpBased);
+    EXPECT_EQ(entry.cfa_offset, 8);
+    EXPECT_EQ(entry.ra_offset, -8);
+    EXPECT_FALSE(entry.fp_saved);
+    const pal::CfiRule pushed = pal::cfi_rule_at(addr_of(&hg_test_nofp_call) + 1);
+    EXPECT_EQ(pushed.kind, pal::CfiRule::Kind::SpBased);
+    EXPECT_EQ(pushed.cfa_offset, 16);
+    EXPECT_EQ(pushed.ra_offset, -8);
+    EXPECT_FALSE(pushed.fp_saved) << "rbx is saved, not rbp";
+    const pal::CfiRule fp = pal::cfi_rule_at(addr_of(&hg_test_zero_fp_call) + 1);
+    EXPECT_EQ(fp.kind, pal::CfiRule::Kind::SpBased);
+    EXPECT_EQ(fp.cfa_offset, 16);
+    EXPECT_TRUE(fp.fp_saved);
+    EXPECT_EQ(fp.fp_offset, -16);
+    // Compiled code with a frame pointer: CFA from rbp after its prologue.
+    const pal::CfiRule body = pal::cfi_rule_at(addr_of(&chain_a_via) + 16);
+    EXPECT_EQ(body.kind, pal::CfiRule::Kind::FpBased);
+    EXPECT_EQ(body.cfa_offset, 16);
+    EXPECT_EQ(body.fp_offset, -16);
+    EXPECT_EQ(pal::cfi_rule_at(0x1000).kind, pal::CfiRule::Kind::Unknown) << "no module maps page 1";
+  }
 }
 
 TEST_F(UnwindTest, ZeroedFramePointerDoesNotTruncate) {

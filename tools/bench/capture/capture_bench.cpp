@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The cost of one 16-frame capture, in ns: libunwind (capture_stack_slow),
-// the raw frame-pointer walk, the verified walk with its verdict cached, the
-// verified walk on a chain it cannot prove (a frame without frame pointer:
+// the raw frame-pointer walk, the verified walk with its verdict cached
+// (frames by rbp and by .eh_frame rules, see platform/cfi_walk.h), the same
+// through a function without a frame pointer (its CFI is followed), the
+// verified walk on a chain it cannot prove (a function without any CFI:
 // libunwind plus the walk), and a depot put of a stack already stored.
-// Each capture runs 24 frames deep in functions that keep frame pointers.
+// Each capture runs 24 frames deep.
 //   build/tools/bench/capture/bench_capture --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
 
@@ -19,7 +21,9 @@ constexpr unsigned kFrames = 16;
 constexpr int kDepth = 24;
 
 extern "C" void hg_bench_nofp_call(void (*fn)(void*), void* arg);
-// Calls fn(arg) without touching rbp (see tests/unit/platform/unwind_test.cpp).
+extern "C" void hg_bench_nocfi_call(void (*fn)(void*), void* arg);
+// Call fn(arg) without touching rbp, with and without CFI (see
+// tests/unit/platform/unwind_test.cpp).
 asm(R"(
   .pushsection .text
   .p2align 4
@@ -40,6 +44,19 @@ hg_bench_nofp_call:
   retq
   .cfi_endproc
   .size hg_bench_nofp_call, .-hg_bench_nofp_call
+
+  .p2align 4
+  .globl hg_bench_nocfi_call
+  .hidden hg_bench_nocfi_call
+  .type hg_bench_nocfi_call, @function
+hg_bench_nocfi_call:
+  pushq %rbx
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  callq *%rax
+  popq %rbx
+  retq
+  .size hg_bench_nocfi_call, .-hg_bench_nocfi_call
   .popsection
 )");
 
@@ -47,7 +64,7 @@ struct Job {
   unsigned (*capture)(uintptr_t*, unsigned);
   uintptr_t pcs[kMaxStackFrames];
   unsigned n;
-  bool via_nofp;
+  void (*trampoline)(void (*)(void*), void*);  // halfway down, or none
 };
 
 __attribute__((noinline)) void descend(Job* job, int depth);
@@ -59,18 +76,20 @@ __attribute__((noinline)) void descend(Job* job, int depth) {
   asm volatile("" : : "r"(__builtin_frame_address(0)) : "memory");
   if (depth == 0) {
     job->n = job->capture(job->pcs, kFrames);
-  } else if (job->via_nofp && depth == kDepth / 2) {
-    hg_bench_nofp_call(&descend_thunk, job);
+  } else if (job->trampoline != nullptr && depth == kDepth / 2) {
+    job->trampoline(&descend_thunk, job);
   } else {
     descend(job, depth - 1);
   }
   asm volatile("" ::: "memory");
 }
 
-void run(benchmark::State& state, unsigned (*capture)(uintptr_t*, unsigned), int mode, bool via_nofp) {
+using Trampoline = void (*)(void (*)(void*), void*);
+
+void run(benchmark::State& state, unsigned (*capture)(uintptr_t*, unsigned), int mode, Trampoline trampoline) {
   heapguard::pal::warm_up_unwinder();
   heapguard::pal::set_unwinder(mode);
-  Job job{capture, {}, 0, via_nofp};
+  Job job{capture, {}, 0, trampoline};
   descend(&job, kDepth);  // warm libunwind's caches and the verdict
   for (auto _ : state) {
     descend(&job, kDepth);
@@ -81,19 +100,24 @@ void run(benchmark::State& state, unsigned (*capture)(uintptr_t*, unsigned), int
   state.counters["fast_hits"] = static_cast<double>(stats.fast_hits);
 }
 
-void BM_Libunwind(benchmark::State& state) { run(state, &heapguard::pal::capture_stack_slow, 0, false); }
+void BM_Libunwind(benchmark::State& state) { run(state, &heapguard::pal::capture_stack_slow, 0, nullptr); }
 void BM_FramePointerRaw(benchmark::State& state) {
-  run(state, &heapguard::pal::capture_stack_fp_unverified_for_testing, 1, false);
+  run(state, &heapguard::pal::capture_stack_fp_unverified_for_testing, 1, nullptr);
 }
-void BM_VerifiedFastPath(benchmark::State& state) { run(state, &heapguard::pal::capture_stack, 1, false); }
-void BM_VerifiedUnprovenChain(benchmark::State& state) { run(state, &heapguard::pal::capture_stack, 1, true); }
+void BM_VerifiedFastPath(benchmark::State& state) { run(state, &heapguard::pal::capture_stack, 1, nullptr); }
+void BM_VerifiedFastPathWithoutFramePointer(benchmark::State& state) {
+  run(state, &heapguard::pal::capture_stack, 1, &hg_bench_nofp_call);
+}
+void BM_VerifiedUnprovenChain(benchmark::State& state) {
+  run(state, &heapguard::pal::capture_stack, 1, &hg_bench_nocfi_call);
+}
 
 // The cost of the descent alone, to subtract from the figures above.
 __attribute__((noinline)) unsigned no_capture(uintptr_t* pcs, unsigned) {
   pcs[0] = 1;
   return kFrames;
 }
-void BM_DescentOnly(benchmark::State& state) { run(state, &no_capture, 1, false); }
+void BM_DescentOnly(benchmark::State& state) { run(state, &no_capture, 1, nullptr); }
 
 void BM_DepotPutRepeated(benchmark::State& state) {
   heapguard::pal::warm_up_unwinder();
@@ -110,6 +134,7 @@ void BM_DepotPutRepeated(benchmark::State& state) {
 BENCHMARK(BM_DescentOnly);
 BENCHMARK(BM_FramePointerRaw);
 BENCHMARK(BM_VerifiedFastPath);
+BENCHMARK(BM_VerifiedFastPathWithoutFramePointer);
 BENCHMARK(BM_Libunwind);
 BENCHMARK(BM_VerifiedUnprovenChain);
 BENCHMARK(BM_DepotPutRepeated);
