@@ -5,6 +5,8 @@
 // the region divided by 8, so get() is O(1).
 #include "ds/stack_depot.h"
 
+#include <bit>
+
 #include "core/core.h"
 
 namespace heapguard {
@@ -13,13 +15,23 @@ constinit StackDepot g_stack_depot;
 
 namespace {
 
+// Every capture is stored (or found), so this runs twice per malloc/free
+// pair in debug: the per-frame multiplies are independent of each other and
+// the serial part is an add and a rotate, with one full mix at the end.
 uint64_t stack_hash(const uintptr_t* pcs, unsigned n) {
   uint64_t h = 0x6a09e667f3bcc909ULL ^ (uint64_t{n} << 32);
-  for (unsigned i = 0; i < n; ++i) {
-    h = (h ^ pcs[i]) * 0x9e3779b97f4a7c15ULL;
-    h ^= h >> 31;
-  }
+  for (unsigned i = 0; i < n; ++i) h = std::rotl(h + pcs[i] * 0x9e3779b97f4a7c15ULL, 27);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 29;
   return h;
+}
+
+// Without an early exit, so the compiler compares several frames at once.
+bool same_frames(const uintptr_t* a, const uintptr_t* b, unsigned n) {
+  uintptr_t diff = 0;
+  for (unsigned i = 0; i < n; ++i) diff |= a[i] ^ b[i];
+  return diff == 0;
 }
 
 }  // namespace
@@ -68,10 +80,7 @@ uint32_t StackDepot::find(uintptr_t base, uint32_t from, uint32_t stop, uint64_t
   for (uint32_t id = from; id != 0 && id != stop;) {
     const auto* e = reinterpret_cast<const Header*>(base + (size_t{id} << 3));
     if (e->hash == hash && e->n == n) {
-      const auto* stored = reinterpret_cast<const uintptr_t*>(e + 1);
-      unsigned i = 0;
-      while (i < n && stored[i] == pcs[i]) ++i;
-      if (i == n) return id;
+      if (same_frames(reinterpret_cast<const uintptr_t*>(e + 1), pcs, n)) return id;
     }
     id = e->next;
   }

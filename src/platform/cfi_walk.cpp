@@ -453,7 +453,8 @@ uint64_t pack(const CfiRule& rule) {
     case CfiRule::Kind::FpBased: break;
     case CfiRule::Kind::Unknown: return kPresent;
   }
-  if (rule.ra_offset != -int32_t(sizeof(uintptr_t)) || rule.fp_offset < INT16_MIN || rule.fp_offset > INT16_MAX) {
+  if (rule.ra_offset != -int32_t(sizeof(uintptr_t)) || rule.fp_offset < INT16_MIN || rule.fp_offset > INT16_MAX ||
+      rule.fp_offset % int32_t(sizeof(uintptr_t)) != 0) {
     return kPresent;
   }
   return kPresent | kWalkable | (rule.kind == CfiRule::Kind::FpBased ? kFpBased : 0) | (rule.fp_saved ? kFpSaved : 0) |
@@ -522,8 +523,7 @@ HEAPGUARD_FAST_PATH uint64_t word_at(uintptr_t pc) {
 
 CfiRule cfi_rule_at(uintptr_t pc) { return unpack(word_at(pc)); }
 
-unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t lo, uintptr_t hi, uintptr_t* out,
-                  unsigned max) {
+unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t hi, uintptr_t* out, unsigned max) {
   constexpr uintptr_t kWord = sizeof(uintptr_t);
   unsigned n = 0;
   while (n < max) {
@@ -537,8 +537,10 @@ unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t lo, uintpt
     if (cfa <= sp || cfa > hi || (cfa & (kWord - 1)) != 0) break;
     const uintptr_t ra = *reinterpret_cast<const uintptr_t*>(cfa - kWord);
     if (w & kFpSaved) {
+      // Saved registers live in the frame itself, between sp and the CFA
+      // (pack() keeps only 8-byte multiples, so `at` is aligned too).
       const uintptr_t at = cfa + uintptr_t(intptr_t(int16_t(uint16_t(w >> 32))));
-      if (at < lo || at > hi - kWord || (at & (kWord - 1)) != 0) break;
+      if (at < sp || at >= cfa) break;
       fp = *reinterpret_cast<const uintptr_t*>(at);
     }
     if (ra < 4096) break;

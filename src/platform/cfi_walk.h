@@ -12,7 +12,10 @@
 // canonical frame address (CFA = rsp or rbp plus a constant), where the
 // caller's rbp and the return address were saved. Anything else (DWARF
 // expressions, signal frames, registers saved in registers) makes the rule
-// Unknown and the walk stops there.
+// Unknown and the walk stops there. Rules are never evicted on dlclose: a
+// module loaded where another was unloaded could be walked with stale rules
+// (every read stays on the stack, so the cost is a wrong frame, and a new
+// chain is checked against libunwind before it is trusted).
 #pragma once
 #include <cstdint>
 
@@ -39,11 +42,11 @@ struct CfiRule {
 CfiRule cfi_rule_at(uintptr_t pc);
 
 // Walks from a frame whose registers are (pc, sp, fp): out[0] = pc, then
-// each caller's return address, at most `max`. Every stack read is inside
-// [lo, hi) (the thread's stack) and the CFA must grow from frame to frame.
-// Stops at the outermost frame, at a frame it cannot follow, or at `max`.
-unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t lo, uintptr_t hi, uintptr_t* out,
-                  unsigned max);
+// each caller's return address, at most `max`. `sp` must be on the thread's
+// stack, whose top is `hi`; every read is inside [sp, hi), and the CFA must
+// grow from frame to frame. Stops at the outermost frame, at a frame it
+// cannot follow, or at `max`.
+unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t hi, uintptr_t* out, unsigned max);
 
 // Forgets every cached rule (tests).
 void reset_cfi_cache_for_testing();

@@ -293,7 +293,7 @@ HEAPGUARD_FAST_PATH unsigned walk(uintptr_t fp, uintptr_t hi, uintptr_t* out, un
       unsigned n = 0;
       if (last_own != 0) out[n++] = last_own;
       if (n == max) return n;
-      return n + cfi_walk(ra, fp + 2 * sizeof(uintptr_t), caller_fp, lo, hi, out + n, max - n);
+      return n + cfi_walk(ra, fp + 2 * sizeof(uintptr_t), caller_fp, hi, out + n, max - n);
     }
     last_own = ra;
     if (caller_fp <= fp) return 0;
