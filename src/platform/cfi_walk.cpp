@@ -423,42 +423,52 @@ CfiRule decode_rule(uintptr_t pc) {
 }
 
 // ---- Rule cache ---------------------------------------------------------------
-// Open addressing on the pc, two words per entry. A writer clears the key,
-// writes the rule, then publishes the key; a reader checks the key on both
-// sides of reading the rule. A lost race only costs a re-decode.
+// Open addressing, one word per entry: the pc's low 32 bits above a 32-bit
+// rule, so an entry is read and written with one atomic access (no torn
+// pairs) and the whole table is 128 KiB, small enough to stay in cache
+// beside the program's own data. Two pcs with the same low 32 bits (modules
+// 4 GiB apart) could share a rule; the walk's frames then differ from
+// libunwind's for that chain, which the per-chain check in unwind.cpp
+// catches, so the cost is a slower capture, never a wrong trusted stack.
 //
-// A rule is one word shaped for the walk's loop: the CFA offset in the low
-// 32 bits and the saved rbp's offset in the next 16, so a step is a few
-// shifts. Only rules the walk follows (return address at CFA - 8, where
-// every x86-64 call puts it) are "walkable"; Outermost and Unknown are kept
-// too, so that a pc is decoded once.
-constexpr size_t kRuleSlots = size_t{1} << 15;
+// The rule half is shaped for the walk's loop. Only rules the walk follows
+// (return address at CFA - 8, where every x86-64 call puts it; CFA offset
+// below 512 KiB; saved rbp within 1 KiB of the CFA) are "walkable";
+// Outermost and Unknown are kept too, so that a pc is decoded once.
+constexpr size_t kRuleSlots = size_t{1} << 14;
 constexpr unsigned kRuleProbe = 8;
-struct alignas(16) RuleSlot {
-  std::atomic<uintptr_t> pc{0};
-  std::atomic<uint64_t> word{0};
-};
-constinit RuleSlot g_rules[kRuleSlots] = {};
+constinit std::atomic<uint64_t> g_rules[kRuleSlots] = {};
 
-constexpr uint64_t kFpBased = uint64_t{1} << 48;
-constexpr uint64_t kFpSaved = uint64_t{1} << 49;
-constexpr uint64_t kOutermost = uint64_t{1} << 61;
-constexpr uint64_t kWalkable = uint64_t{1} << 62;
-constexpr uint64_t kPresent = uint64_t{1} << 63;
+constexpr uint64_t kPresent = 1;  // so that an occupied word is never 0
+constexpr uint64_t kWalkable = 1 << 1;
+constexpr uint64_t kOutermost = 1 << 2;
+constexpr uint64_t kFpBased = 1 << 3;
+constexpr uint64_t kFpSaved = 1 << 4;
+constexpr unsigned kFpShift = 5;    // int8: saved rbp's offset from the CFA / 8
+constexpr unsigned kCfaShift = 13;  // 19 bits: CFA offset from rsp or rbp
+constexpr int32_t kMaxCfaOffset = (1 << 19) - 1;
 
-uint64_t pack(const CfiRule& rule) {
+uint32_t pack(const CfiRule& rule) {
   switch (rule.kind) {
     case CfiRule::Kind::Outermost: return kPresent | kOutermost;
     case CfiRule::Kind::SpBased:
     case CfiRule::Kind::FpBased: break;
     case CfiRule::Kind::Unknown: return kPresent;
   }
-  if (rule.ra_offset != -int32_t(sizeof(uintptr_t)) || rule.fp_offset < INT16_MIN || rule.fp_offset > INT16_MAX ||
-      rule.fp_offset % int32_t(sizeof(uintptr_t)) != 0) {
+  constexpr auto kWord = int32_t(sizeof(uintptr_t));
+  const int32_t fp8 = rule.fp_offset / kWord;
+  if (rule.ra_offset != -kWord || rule.cfa_offset <= 0 || rule.cfa_offset > kMaxCfaOffset ||
+      rule.fp_offset % kWord != 0 || fp8 < INT8_MIN || fp8 > INT8_MAX) {
     return kPresent;
   }
-  return kPresent | kWalkable | (rule.kind == CfiRule::Kind::FpBased ? kFpBased : 0) | (rule.fp_saved ? kFpSaved : 0) |
-         (uint64_t(uint16_t(int16_t(rule.fp_offset))) << 32) | uint64_t(uint32_t(rule.cfa_offset));
+  return uint32_t(kPresent | kWalkable | (rule.kind == CfiRule::Kind::FpBased ? kFpBased : 0) |
+                  (rule.fp_saved ? kFpSaved : 0) | (uint64_t(uint8_t(int8_t(fp8))) << kFpShift) |
+                  (uint64_t(rule.cfa_offset) << kCfaShift));
+}
+
+HEAPGUARD_FAST_PATH int32_t cfa_offset_of(uint64_t w) { return int32_t((w >> kCfaShift) & kMaxCfaOffset); }
+HEAPGUARD_FAST_PATH int32_t fp_offset_of(uint64_t w) {
+  return int32_t(int8_t(uint8_t(w >> kFpShift))) * int32_t(sizeof(uintptr_t));
 }
 
 CfiRule unpack(uint64_t w) {
@@ -467,51 +477,49 @@ CfiRule unpack(uint64_t w) {
   if ((w & kWalkable) == 0) return rule;
   rule.kind = (w & kFpBased) ? CfiRule::Kind::FpBased : CfiRule::Kind::SpBased;
   rule.fp_saved = (w & kFpSaved) != 0;
-  rule.cfa_offset = int32_t(uint32_t(w));
-  rule.fp_offset = int16_t(uint16_t(w >> 32));
+  rule.cfa_offset = cfa_offset_of(w);
+  rule.fp_offset = rule.fp_saved ? fp_offset_of(w) : 0;
   rule.ra_offset = -int32_t(sizeof(uintptr_t));
   return rule;
 }
 
-HEAPGUARD_FAST_PATH size_t slot_of(uintptr_t pc) { return size_t((pc * 0x9e3779b97f4a7c15ULL) >> 49); }
+HEAPGUARD_FAST_PATH size_t slot_of(uintptr_t pc) { return size_t((pc * 0x9e3779b97f4a7c15ULL) >> 50); }
 
-// The cached word for pc, 0 when absent.
+// The cached rule for pc (its low 32 bits of the entry), 0 when absent.
 HEAPGUARD_FAST_PATH uint64_t cached_word(uintptr_t pc) {
+  const uint64_t key = uint64_t(uint32_t(pc)) << 32;
   const size_t home = slot_of(pc);
   for (unsigned i = 0; i < kRuleProbe; ++i) {
-    RuleSlot& s = g_rules[(home + i) & (kRuleSlots - 1)];
-    const uintptr_t k = s.pc.load(std::memory_order_acquire);
-    if (k == pc) {
-      const uint64_t w = s.word.load(std::memory_order_acquire);
-      return s.pc.load(std::memory_order_relaxed) == pc ? w : 0;
-    }
-    if (k == 0) return 0;
+    const uint64_t e = g_rules[(home + i) & (kRuleSlots - 1)].load(std::memory_order_relaxed);
+    if ((e & ~uint64_t{0xffffffff}) == key && e != 0) return e;
+    if (e == 0) return 0;
   }
   return 0;
 }
 
-void store_word(uintptr_t pc, uint64_t word) {
+void store_word(uintptr_t pc, uint32_t rule) {
+  const uint64_t entry = (uint64_t(uint32_t(pc)) << 32) | rule;
   const size_t home = slot_of(pc);
-  RuleSlot* target = &g_rules[home & (kRuleSlots - 1)];
   for (unsigned i = 0; i < kRuleProbe; ++i) {
-    RuleSlot& s = g_rules[(home + i) & (kRuleSlots - 1)];
-    const uintptr_t k = s.pc.load(std::memory_order_relaxed);
-    if (k == 0 || k == pc) {
-      target = &s;
-      break;
+    auto& slot = g_rules[(home + i) & (kRuleSlots - 1)];
+    uint64_t e = slot.load(std::memory_order_relaxed);
+    if (e == 0 && slot.compare_exchange_strong(e, entry, std::memory_order_relaxed)) return;
+    if ((e >> 32) == uint32_t(pc)) {
+      slot.store(entry, std::memory_order_relaxed);
+      return;
     }
   }
-  target->pc.store(0, std::memory_order_relaxed);
-  target->word.store(word, std::memory_order_release);
-  target->pc.store(pc, std::memory_order_release);
+  // A full neighbourhood: replace the home slot (the evicted pc is decoded
+  // again when next seen).
+  g_rules[home].store(entry, std::memory_order_relaxed);
 }
 
 // Decodes and caches the rule for a pc the cache lacks; out of line, so
 // the walk's loop keeps only the lookup.
 HEAPGUARD_SLOW_PATH uint64_t decode_and_cache(uintptr_t pc) {
-  const uint64_t word = pack(decode_rule(pc));
-  store_word(pc, word);
-  return word;
+  const uint32_t rule = pack(decode_rule(pc));
+  store_word(pc, rule);
+  return rule;
 }
 
 HEAPGUARD_FAST_PATH uint64_t word_at(uintptr_t pc) {
@@ -523,15 +531,102 @@ HEAPGUARD_FAST_PATH uint64_t word_at(uintptr_t pc) {
 
 CfiRule cfi_rule_at(uintptr_t pc) { return unpack(word_at(pc)); }
 
+namespace {
+
+// ---- The thread's previous walk -------------------------------------------
+// Consecutive captures on a thread share most of their frames: the callers
+// of the code that allocates. A frame's state (pc, sp, fp) is fixed while
+// it is live, so once this walk reaches a state the previous walk also
+// passed through, the rest of that walk is still right if the stack words
+// it read (each return address, each saved rbp) still hold what it read:
+// those checks are independent loads, instead of one dependent lookup and
+// load per frame.
+constexpr unsigned kMemoFrames = 24;
+constexpr int16_t kNoFpSlot = INT16_MIN;
+struct WalkMemo {
+  uintptr_t hi;   // the stack it was on; 0: no memo
+  unsigned n;     // states recorded
+  bool cut;       // the walk stopped at its `max`, not at the stack's end
+  uintptr_t pc[kMemoFrames], sp[kMemoFrames], fp[kMemoFrames];
+  // Where state i + 1's fp was read: sp[i + 1] + fp_slot[i], or kNoFpSlot
+  // when the frame left rbp unchanged.
+  int16_t fp_slot[kMemoFrames];
+};
+constinit thread_local WalkMemo t_memo{};
+constinit thread_local uint64_t t_replays = 0;
+
+// Whether the previous walk's states from `m` on still describe the stack.
+HEAPGUARD_FAST_PATH bool memo_still_holds(const WalkMemo& memo, unsigned m) {
+  uintptr_t diff = 0;
+  for (unsigned i = m; i + 1 < memo.n; ++i) {
+    diff |= *reinterpret_cast<const uintptr_t*>(memo.sp[i + 1] - sizeof(uintptr_t)) ^ memo.pc[i + 1];
+    if (memo.fp_slot[i] != kNoFpSlot) {
+      diff |= *reinterpret_cast<const uintptr_t*>(memo.sp[i + 1] + uintptr_t(intptr_t(memo.fp_slot[i]))) ^
+              memo.fp[i + 1];
+    }
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
 unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t hi, uintptr_t* out, unsigned max) {
   constexpr uintptr_t kWord = sizeof(uintptr_t);
+  WalkMemo& memo = t_memo;
+  // This walk's states, becoming the next memo.
+  uintptr_t st_sp[kMemoFrames], st_fp[kMemoFrames];
+  int16_t st_slot[kMemoFrames];
+  const bool use_memo = memo.hi == hi && memo.n > 0 && max <= kMemoFrames;
+  unsigned m = 0;  // first memo state not below sp
   unsigned n = 0;
+  bool cut = false;
+  bool recordable = true;
   while (n < max) {
-    out[n++] = pc;
-    if (n == max) break;
+    if (use_memo) {
+      while (m < memo.n && memo.sp[m] < sp) ++m;
+      if (m < memo.n && memo.sp[m] == sp && memo.pc[m] == pc && memo.fp[m] == fp &&
+          (!memo.cut || n + (memo.n - m) >= max) && memo_still_holds(memo, m)) {
+        unsigned take = memo.n - m;
+        if (take > max - n) take = max - n;
+        // The new memo: this walk's states so far, then the old one's from m.
+        for (unsigned i = 0; i < take; ++i) out[n + i] = memo.pc[m + i];
+        const unsigned keep = n + take;
+        if (n != m) {
+          for (unsigned i = 0; i < take; ++i) {
+            const unsigned from = n < m ? m + i : m + take - 1 - i;
+            const unsigned to = from - m + n;
+            memo.pc[to] = memo.pc[from];
+            memo.sp[to] = memo.sp[from];
+            memo.fp[to] = memo.fp[from];
+            memo.fp_slot[to] = memo.fp_slot[from];
+          }
+        }
+        for (unsigned i = 0; i < n; ++i) {
+          memo.pc[i] = out[i];
+          memo.sp[i] = st_sp[i];
+          memo.fp[i] = st_fp[i];
+          memo.fp_slot[i] = st_slot[i];
+        }
+        memo.cut = memo.cut || take < memo.n - m || keep == max;
+        memo.n = keep;
+        ++t_replays;
+        return keep;
+      }
+    }
+    out[n] = pc;
+    if (n < kMemoFrames) {
+      st_sp[n] = sp;
+      st_fp[n] = fp;
+      st_slot[n] = kNoFpSlot;
+    }
+    ++n;
+    if (n == max) {
+      cut = true;
+      break;
+    }
     const uint64_t w = word_at(pc - 1);
     if ((w & kWalkable) == 0) break;
-    const uintptr_t cfa = ((w & kFpBased) ? fp : sp) + uintptr_t(intptr_t(int32_t(uint32_t(w))));
+    const uintptr_t cfa = ((w & kFpBased) ? fp : sp) + uintptr_t(cfa_offset_of(w));
     // The CFA is the caller's stack pointer: it moves up the stack, and
     // the return address below it is then inside [sp, hi).
     if (cfa <= sp || cfa > hi || (cfa & (kWord - 1)) != 0) break;
@@ -539,22 +634,42 @@ unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t hi, uintpt
     if (w & kFpSaved) {
       // Saved registers live in the frame itself, between sp and the CFA
       // (pack() keeps only 8-byte multiples, so `at` is aligned too).
-      const uintptr_t at = cfa + uintptr_t(intptr_t(int16_t(uint16_t(w >> 32))));
+      const int32_t off = fp_offset_of(w);
+      const uintptr_t at = cfa + uintptr_t(intptr_t(off));
       if (at < sp || at >= cfa) break;
       fp = *reinterpret_cast<const uintptr_t*>(at);
+      if (n - 1 < kMemoFrames) st_slot[n - 1] = int16_t(off);
     }
-    if (ra < 4096) break;
+    if (ra < 4096) {
+      // An end decided by a stack word the memo does not record: not a
+      // walk to replay.
+      recordable = false;
+      break;
+    }
     sp = cfa;
     pc = ra;
+  }
+  if (recordable && n <= kMemoFrames) {
+    for (unsigned i = 0; i < n; ++i) {
+      memo.pc[i] = out[i];
+      memo.sp[i] = st_sp[i];
+      memo.fp[i] = st_fp[i];
+      memo.fp_slot[i] = st_slot[i];
+    }
+    memo.n = n;
+    memo.cut = cut;
+    memo.hi = hi;
+  } else {
+    memo.hi = 0;
   }
   return n;
 }
 
+uint64_t cfi_walk_replays() { return t_replays; }
+
 void reset_cfi_cache_for_testing() {
-  for (RuleSlot& s : g_rules) {
-    s.pc.store(0, std::memory_order_relaxed);
-    s.word.store(0, std::memory_order_relaxed);
-  }
+  for (auto& slot : g_rules) slot.store(0, std::memory_order_relaxed);
+  t_memo.hi = 0;
 }
 
 }  // namespace heapguard::pal

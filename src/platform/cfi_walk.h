@@ -48,7 +48,11 @@ CfiRule cfi_rule_at(uintptr_t pc);
 // cannot follow, or at `max`.
 unsigned cfi_walk(uintptr_t pc, uintptr_t sp, uintptr_t fp, uintptr_t hi, uintptr_t* out, unsigned max);
 
-// Forgets every cached rule (tests).
+// Captures on this thread that reused the thread's previous walk for
+// their outer frames (tests and benchmarks).
+uint64_t cfi_walk_replays();
+
+// Forgets every cached rule and the thread's previous walk (tests).
 void reset_cfi_cache_for_testing();
 
 }  // namespace heapguard::pal

@@ -130,6 +130,7 @@ struct Chain {
   uintptr_t ret_c = 0;  // return address into chain_b (recorded in chain_c)
   uintptr_t ret_b = 0;  // into chain_a, or into a trampoline
   uintptr_t ret_a = 0;  // into the test body
+  uintptr_t ret_run = 0;  // into run_chain's caller
 };
 
 TEST_NOINLINE void chain_c(Chain* c) {
@@ -167,6 +168,7 @@ TEST_NOINLINE void chain_a_via(Chain* c, void (*trampoline)(void (*)(void*), voi
 // come from the same call sites (the same chain, down to the test body).
 TEST_NOINLINE void run_chain(Chain* c) {
   KEEP_FRAME();
+  c->ret_run = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
   chain_a(c);
   asm volatile("" ::: "memory");
 }
@@ -398,6 +400,41 @@ TEST_F(UnwindTest, CfiRulesFollowTheDirectives) {
     EXPECT_EQ(body.cfa_offset, 16);
     EXPECT_EQ(body.fp_offset, -16);
     EXPECT_EQ(pal::cfi_rule_at(0x1000).kind, pal::CfiRule::Kind::Unknown) << "no module maps page 1";
+  }
+}
+
+// Two callers with the same code, so the frames below them can sit at the
+// same addresses with the same return addresses: a walk that reuses the
+// previous capture's outer frames must notice that the caller changed.
+TEST_NOINLINE void via_one(Chain* c) {
+  KEEP_FRAME();
+  run_chain(c);
+  asm volatile("" ::: "memory");
+}
+TEST_NOINLINE void via_two(Chain* c) {
+  KEEP_FRAME();
+  run_chain(c);
+  asm volatile("" ::: "memory");
+}
+
+TEST_F(UnwindTest, ReusedOuterFramesFollowTheStack) {
+  pal::set_unwinder(1);
+  pal::reset_cfi_cache_for_testing();
+  void (*const order[])(Chain*) = {&via_one, &via_two, &via_two, &via_one, &via_one, &via_two};
+  for (unsigned round = 0; round < 2; ++round) {  // the second with every chain proven
+    for (unsigned k = 0; k < std::size(order); ++k) {
+      Chain c;
+      c.capture = &pal::capture_stack;
+      c.max = 16;  // malloc_context_size's default; longer walks are not reused
+      const uint64_t replays = pal::cfi_walk_replays();
+      order[k](&c);
+      expect_chain(c);
+      ASSERT_GE(c.n, 5u);
+      EXPECT_EQ(c.pcs[4], c.ret_run) << "round " << round << " capture " << k << ": the caller of run_chain is wrong";
+      // Straight after a capture from the same caller, the walk is reused
+      // (otherwise only the frames above the test body can be).
+      if (k > 0 && order[k - 1] == order[k]) EXPECT_EQ(pal::cfi_walk_replays(), replays + 1) << "capture " << k;
+    }
   }
 }
 
