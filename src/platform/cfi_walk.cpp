@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // .eh_frame decoding for the return-address walk (see cfi_walk.h). Formats:
 // the System V x86-64 ABI (section 4.2.4, .eh_frame_hdr and pointer
-// encodings) and DWARF 4 section 6.4 (call frame instructions). Every read
-// of .eh_frame is bounded by the FDE's or CIE's own length, so a malformed
-// section yields an Unknown rule, never a stray read past it.
+// encodings) and DWARF 4 section 6.4 (call frame instructions). Decoding
+// runs inside dl_iterate_phdr's callback (the module cannot be unloaded
+// meanwhile), behind the fork gate, and every read stays inside the FDE's
+// or CIE's own length and the loaded segment holding .eh_frame, so a
+// malformed section yields an Unknown rule, never a stray read.
 #include "platform/cfi_walk.h"
 
 #include <link.h>
@@ -12,6 +14,7 @@
 #include <cstring>
 
 #include "core/core.h"
+#include "platform/unwind.h"
 
 namespace heapguard::pal {
 namespace {
@@ -99,47 +102,26 @@ struct Reader {
 
 // ---- Finding the FDE -------------------------------------------------------
 
-struct ModuleSearch {
-  uintptr_t pc;
-  uintptr_t eh_frame_hdr;  // 0: pc is in no module, or the module has none
-  uintptr_t hdr_end;
+// The loaded segment that holds a module's .eh_frame_hdr and .eh_frame
+// (the linker puts both in its read-only PT_LOAD): no read of either
+// leaves it, whatever the section's contents say.
+struct Segment {
+  uintptr_t lo, hi;
+  bool holds(uintptr_t at, size_t n) const { return at >= lo && at <= hi && hi - at >= n; }
 };
-
-int find_module(dl_phdr_info* info, size_t, void* data) {
-  auto* s = static_cast<ModuleSearch*>(data);
-  bool inside = false;
-  const ElfW(Phdr)* hdr = nullptr;
-  for (unsigned i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    if (ph.p_type == PT_LOAD) {
-      const uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
-      if (s->pc >= lo && s->pc - lo < ph.p_memsz) inside = true;
-    } else if (ph.p_type == PT_GNU_EH_FRAME) {
-      hdr = &ph;
-    }
-  }
-  if (!inside) return 0;
-  if (hdr != nullptr) {
-    s->eh_frame_hdr = info->dlpi_addr + hdr->p_vaddr;
-    s->hdr_end = s->eh_frame_hdr + hdr->p_memsz;
-  }
-  return 1;
-}
 
 // The FDE covering pc, from .eh_frame_hdr's sorted table; 0 if none. Only
 // the layout every GNU linker writes is accepted (version 1, a udata4
 // count, a datarel sdata4 table); others fall back to libunwind.
-uintptr_t find_fde(uintptr_t pc) {
-  ModuleSearch s{pc, 0, 0};
-  dl_iterate_phdr(find_module, &s);
-  if (s.eh_frame_hdr == 0) return 0;
-  Reader r{reinterpret_cast<const uint8_t*>(s.eh_frame_hdr), reinterpret_cast<const uint8_t*>(s.hdr_end)};
+uintptr_t find_fde(uintptr_t pc, uintptr_t hdr, uintptr_t hdr_end, const Segment& seg) {
+  if (!seg.holds(hdr, hdr_end - hdr)) return 0;
+  Reader r{reinterpret_cast<const uint8_t*>(hdr), reinterpret_cast<const uint8_t*>(hdr_end)};
   const auto version = r.fixed<uint8_t>();
   const auto frame_ptr_enc = r.fixed<uint8_t>();
   const auto count_enc = r.fixed<uint8_t>();
   const auto table_enc = r.fixed<uint8_t>();
   if (!r.ok || version != 1 || count_enc != 0x03 || table_enc != 0x3b) return 0;
-  r.encoded(frame_ptr_enc, s.eh_frame_hdr);
+  r.encoded(frame_ptr_enc, hdr);
   const auto count = r.fixed<uint32_t>();
   if (!r.ok || count == 0 || !r.has(size_t(count) * 8)) return 0;
   struct Entry {
@@ -147,7 +129,7 @@ uintptr_t find_fde(uintptr_t pc) {
     int32_t fde;
   };
   const auto* table = reinterpret_cast<const Entry*>(r.p);
-  const auto rel = intptr_t(pc) - intptr_t(s.eh_frame_hdr);
+  const auto rel = intptr_t(pc) - intptr_t(hdr);
   // The last entry whose start is <= pc.
   uint32_t lo = 0, hi = count;
   while (hi - lo > 1) {
@@ -159,7 +141,7 @@ uintptr_t find_fde(uintptr_t pc) {
     }
   }
   if (table[lo].start > rel) return 0;
-  return s.eh_frame_hdr + uintptr_t(intptr_t(table[lo].fde));
+  return hdr + uintptr_t(intptr_t(table[lo].fde));
 }
 
 // ---- Executing the CFA program ---------------------------------------------
@@ -167,7 +149,7 @@ uintptr_t find_fde(uintptr_t pc) {
 // The registers' rules this walk tracks.
 struct Row {
   enum class Reg : uint8_t { Unchanged, Offset, Undefined, Other };
-  uint8_t cfa_reg = kRegRsp;
+  uint64_t cfa_reg = kRegRsp;
   bool cfa_other = false;  // DW_CFA_def_cfa_expression
   int64_t cfa_offset = 0;
   Reg fp = Reg::Unchanged;
@@ -187,21 +169,23 @@ struct CieInfo {
   const uint8_t* end = nullptr;
 };
 
-// A record's bounds: [body, end) after its 4-byte length. 64-bit DWARF
-// lengths (0xffffffff) never occur in .eh_frame and are refused.
-bool record_bounds(uintptr_t at, const uint8_t** body, const uint8_t** end) {
+// A record's bounds: [body, end) after its 4-byte length, inside the
+// segment. 64-bit DWARF lengths (0xffffffff) never occur in .eh_frame and
+// are refused.
+bool record_bounds(uintptr_t at, const Segment& seg, const uint8_t** body, const uint8_t** end) {
+  if (!seg.holds(at, 4)) return false;
   uint32_t length;
   memcpy(&length, reinterpret_cast<const void*>(at), sizeof length);
-  if (length == 0 || length == 0xffffffff) return false;
+  if (length == 0 || length == 0xffffffff || !seg.holds(at + 4, length)) return false;
   *body = reinterpret_cast<const uint8_t*>(at + 4);
   *end = *body + length;
   return true;
 }
 
-bool parse_cie(uintptr_t at, CieInfo* cie) {
+bool parse_cie(uintptr_t at, const Segment& seg, CieInfo* cie) {
   const uint8_t* body;
   const uint8_t* end;
-  if (!record_bounds(at, &body, &end)) return false;
+  if (!record_bounds(at, seg, &body, &end)) return false;
   Reader r{body, end};
   if (r.fixed<uint32_t>() != 0) return false;  // a CIE's id is 0 in .eh_frame
   const auto version = r.fixed<uint8_t>();
@@ -314,11 +298,13 @@ bool run_program(const uint8_t* p, const uint8_t* end, const CieInfo& cie, uintp
         *row = stack[--*depth];
         break;
       case 0x0c:  // def_cfa
-        row->cfa_reg = uint8_t(r.uleb());
+        row->cfa_reg = r.uleb();
         row->cfa_offset = int64_t(r.uleb());
         row->cfa_other = false;
         break;
-      case 0x0d: row->cfa_reg = uint8_t(r.uleb()); row->cfa_other = false; break;
+      // def_cfa_register keeps the offset, so after an expression it
+      // describes nothing: cfa_other stays set and the rule is Unknown.
+      case 0x0d: row->cfa_reg = r.uleb(); break;
       case 0x0e: row->cfa_offset = int64_t(r.uleb()); break;
       case 0x0f: {  // def_cfa_expression
         const uint64_t len = r.uleb();
@@ -342,7 +328,7 @@ bool run_program(const uint8_t* p, const uint8_t* end, const CieInfo& cie, uintp
         break;
       }
       case 0x12:  // def_cfa_sf
-        row->cfa_reg = uint8_t(r.uleb());
+        row->cfa_reg = r.uleb();
         row->cfa_offset = r.sleb() * cie.data_align;
         row->cfa_other = false;
         break;
@@ -371,18 +357,18 @@ bool run_program(const uint8_t* p, const uint8_t* end, const CieInfo& cie, uintp
   return r.ok;
 }
 
-CfiRule decode_rule(uintptr_t pc) {
+CfiRule decode_in_module(uintptr_t pc, uintptr_t hdr, uintptr_t hdr_end, const Segment& seg) {
   CfiRule rule;
-  const uintptr_t fde = find_fde(pc);
+  const uintptr_t fde = find_fde(pc, hdr, hdr_end, seg);
   if (fde == 0) return rule;
   const uint8_t* body;
   const uint8_t* end;
-  if (!record_bounds(fde, &body, &end)) return rule;
+  if (!record_bounds(fde, seg, &body, &end)) return rule;
   Reader r{body, end};
   const auto cie_delta = r.fixed<uint32_t>();
   if (!r.ok || cie_delta == 0) return rule;
   CieInfo cie;
-  if (!parse_cie(reinterpret_cast<uintptr_t>(body) - cie_delta, &cie) || cie.signal_frame) return rule;
+  if (!parse_cie(reinterpret_cast<uintptr_t>(body) - cie_delta, seg, &cie) || cie.signal_frame) return rule;
   const uintptr_t begin = r.encoded(cie.fde_enc);
   const uintptr_t range = r.encoded(cie.fde_enc, 0, true);
   if (!r.ok || pc < begin || pc - begin >= range) return rule;
@@ -420,6 +406,47 @@ CfiRule decode_rule(uintptr_t pc) {
   rule.fp_offset = int32_t(row.fp_offset);
   rule.ra_offset = int32_t(row.ra_offset);
   return rule;
+}
+
+struct ModuleSearch {
+  uintptr_t pc;
+  CfiRule rule;
+};
+
+// Decodes inside dl_iterate_phdr's callback: the loader's lock is held, so
+// the module cannot be unloaded while its .eh_frame is read.
+int decode_in_callback(dl_phdr_info* info, size_t, void* data) {
+  auto* s = static_cast<ModuleSearch*>(data);
+  bool inside = false;
+  const ElfW(Phdr)* hdr = nullptr;
+  for (unsigned i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type == PT_LOAD) {
+      const uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+      if (s->pc >= lo && s->pc - lo < ph.p_memsz) inside = true;
+    } else if (ph.p_type == PT_GNU_EH_FRAME) {
+      hdr = &ph;
+    }
+  }
+  if (!inside) return 0;
+  if (hdr == nullptr) return 1;
+  const uintptr_t hdr_at = info->dlpi_addr + hdr->p_vaddr;
+  for (unsigned i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD) continue;
+    const Segment seg{info->dlpi_addr + ph.p_vaddr, info->dlpi_addr + ph.p_vaddr + ph.p_filesz};
+    if (seg.holds(hdr_at, 1)) {
+      s->rule = decode_in_module(s->pc, hdr_at, hdr_at + hdr->p_memsz, seg);
+      break;
+    }
+  }
+  return 1;
+}
+
+CfiRule decode_rule(uintptr_t pc) {
+  ModuleSearch s{pc, CfiRule{}};
+  dl_iterate_phdr(decode_in_callback, &s);
+  return s.rule;
 }
 
 // ---- Rule cache ---------------------------------------------------------------
@@ -517,7 +544,11 @@ void store_word(uintptr_t pc, uint32_t rule) {
 // Decodes and caches the rule for a pc the cache lacks; out of line, so
 // the walk's loop keeps only the lookup.
 HEAPGUARD_SLOW_PATH uint64_t decode_and_cache(uintptr_t pc) {
+  // dl_iterate_phdr takes the loader's lock: not while a fork is waiting
+  // (see enter_loader_section). The pc is then not followed this time.
+  if (!enter_loader_section()) return kPresent;
   const uint32_t rule = pack(decode_rule(pc));
+  leave_loader_section();
   store_word(pc, rule);
   return rule;
 }
@@ -544,7 +575,7 @@ namespace {
 constexpr unsigned kMemoFrames = 24;
 constexpr int16_t kNoFpSlot = INT16_MIN;
 struct WalkMemo {
-  uintptr_t hi;   // the stack it was on; 0: no memo
+  uintptr_t hi;   // top of the stack it was on (the thread's own); 0: no memo
   unsigned n;     // states recorded
   bool cut;       // the walk stopped at its `max`, not at the stack's end
   uintptr_t pc[kMemoFrames], sp[kMemoFrames], fp[kMemoFrames];

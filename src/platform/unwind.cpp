@@ -85,8 +85,9 @@ constinit std::atomic<int> g_mode{1};
 constinit std::atomic<uintptr_t> g_own_lo{0}, g_own_hi{0};
 constinit uintptr_t g_found_lo = 0, g_found_hi = 0;
 
-// Fork gate (see unwinder_fork_prepare): threads inside libunwind and
-// whether a fork is waiting for them to leave.
+// Fork gate (see unwinder_fork_prepare): threads inside libunwind or the
+// CFI decoder (both take the loader's lock) and whether a fork is waiting
+// for them to leave.
 constinit std::atomic<int> g_inside_libunwind{0};
 constinit std::atomic<bool> g_fork_pending{false};
 
@@ -116,19 +117,9 @@ class BusyScope {
   BusyScope& operator=(const BusyScope&) = delete;
 };
 
-bool enter_libunwind() {
-  if (g_lib.backtrace == nullptr) return false;
-  // Dekker pairing with unwinder_fork_prepare: both sides are seq_cst, so
-  // either the preparer sees our count or we see its flag.
-  g_inside_libunwind.fetch_add(1, std::memory_order_seq_cst);
-  if (HEAPGUARD_UNLIKELY(g_fork_pending.load(std::memory_order_seq_cst))) {
-    g_inside_libunwind.fetch_sub(1, std::memory_order_seq_cst);
-    return false;
-  }
-  return true;
-}
+bool enter_libunwind() { return g_lib.backtrace != nullptr && enter_loader_section(); }
 
-void leave_libunwind() { g_inside_libunwind.fetch_sub(1, std::memory_order_release); }
+void leave_libunwind() { leave_loader_section(); }
 
 // The thread's stack as glibc knows it. pthread_getattr_np allocates (its
 // cpuset; for the main thread it reads /proc/self/maps through stdio), so it
@@ -184,8 +175,6 @@ HEAPGUARD_FAST_PATH unsigned fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi, u
 // short linear probe; a full neighbourhood evicts (a lost verdict only costs
 // a second verification). Lock-free and fork-safe: single-word stores.
 constexpr size_t kVerdictSlots = size_t{1} << 14;
-// Outermost frames a trusted walk may lack (see capture_impl).
-constexpr unsigned kOuterFramesDropped = 3;
 constexpr unsigned kVerdictProbe = 8;
 constinit std::atomic<uint64_t> g_verdicts[kVerdictSlots] = {};
 
@@ -342,13 +331,12 @@ unsigned capture_impl(uintptr_t ra0, uintptr_t fp0, uintptr_t* out, unsigned max
           if (m_raw == 0) return 0;  // fork pending or libunwind failed: nothing proven
           uintptr_t ref[kMaxStackFrames];
           const unsigned m = finish(raw, m_raw, ref, max);
-          // Right when the walk found libunwind's frames, all of them, or all
-          // but the outermost few: thread-start code without unwind tables
-          // stops the walk just above _start, __libc_start_main or
-          // start_thread/clone3, and those frames tell a developer nothing.
-          // libunwind must have reached the stack's bottom (m_raw < need)
-          // for the missing frames to be those.
-          bool same = m == n || (m > n && m_raw < need && m - n <= kOuterFramesDropped);
+          // Right only when the walk found exactly libunwind's frames: the
+          // CFI walk reaches the outermost frame (_start, clone3) as
+          // libunwind does, and a walk that stopped short (a rule it does
+          // not follow) must not be trusted for the chain, since the same
+          // chain can be entered again from deeper callers.
+          bool same = m == n;
           for (unsigned i = 0; same && i < n; ++i) same = out[i] == ref[i];
           record_verdict(h, same);
           ++t_stats.verifications;
@@ -497,6 +485,19 @@ void unwinder_fork_child() {
   g_inside_libunwind.store(0, std::memory_order_relaxed);
   g_fork_pending.store(false, std::memory_order_release);
 }
+
+bool enter_loader_section() {
+  // Dekker pairing with unwinder_fork_prepare: both sides are seq_cst, so
+  // either the preparer sees our count or we see its flag.
+  g_inside_libunwind.fetch_add(1, std::memory_order_seq_cst);
+  if (HEAPGUARD_UNLIKELY(g_fork_pending.load(std::memory_order_seq_cst))) {
+    g_inside_libunwind.fetch_sub(1, std::memory_order_seq_cst);
+    return false;
+  }
+  return true;
+}
+
+void leave_loader_section() { g_inside_libunwind.fetch_sub(1, std::memory_order_release); }
 
 UnwindStats unwind_stats() { return t_stats; }
 

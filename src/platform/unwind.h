@@ -60,6 +60,13 @@ int unwinder_mode();
 void unwinder_fork_prepare();
 void unwinder_fork_parent();
 void unwinder_fork_child();
+// The same gate around any other code that takes the loader's lock
+// (dl_iterate_phdr in the CFI decoder): glibc's fork does not reset that
+// lock, so a child forked while another thread held it would hang on its
+// next dl_iterate_phdr or dlopen. enter returns false while a fork is
+// waiting (the caller does without); each true is paired with a leave.
+bool enter_loader_section();
+void leave_loader_section();
 
 // Counters for tests and benchmarks (relaxed, approximate under threads).
 struct UnwindStats {

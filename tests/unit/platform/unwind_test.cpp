@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Stack capture: frames through a chain of known functions, trimming of
-// heapguard's own frames, the re-entrancy guard, signal contexts, and the
-// frame-pointer walk's verdict against libunwind for code built without
-// frame pointers (assembly trampolines, so the test does not depend on
-// compiler flags).
+// heapguard's own frames, the re-entrancy guard, signal contexts, the
+// .eh_frame rules and the fast walk's verdict against libunwind for code
+// built without frame pointers or without CFI (assembly trampolines, so the
+// test does not depend on compiler flags), and the reuse of a thread's
+// previous walk.
 #include <gtest/gtest.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -266,10 +267,7 @@ TEST_F(UnwindTest, VerifiedWalkAnswersOnceProven) {
   EXPECT_EQ(after.verifications, mid.verifications);
 }
 
-// At a thread's bottom the walk stops above start_thread/clone3 (glibc
-// builds them without frame pointers) while libunwind goes on to them: the
-// walk is still trusted, and its frames are libunwind's minus those. Two
-// threads run the same code, so their stacks hold the same return
+// Two threads run the same code, so their stacks hold the same return
 // addresses: the first proves the chain, the second is answered by the walk.
 struct ThreadCapture {
   unsigned n = 0;
@@ -287,7 +285,9 @@ TEST_NOINLINE void capture_on_this_thread(ThreadCapture* out) {
   out->fast_hits = pal::unwind_stats().fast_hits - before.fast_hits;
 }
 
-TEST_F(UnwindTest, WalkMissingOnlyTheThreadStartFramesIsTrusted) {
+// A thread's outermost frames (start_thread, clone3) have CFI but no frame
+// pointers: the walk reaches them as libunwind does, and is trusted.
+TEST_F(UnwindTest, WalkThroughThreadStartIsTrusted) {
   pal::set_unwinder(1);
   pal::reset_unwind_verdicts_for_testing();
   ThreadCapture first, second;
@@ -296,9 +296,7 @@ TEST_F(UnwindTest, WalkMissingOnlyTheThreadStartFramesIsTrusted) {
   ASSERT_GE(second.n, 4u);
   EXPECT_EQ(first.fast_hits, 0u);
   EXPECT_EQ(second.fast_hits, 1u) << "the second thread's capture should come from the trusted walk";
-  // The walk's frames are a prefix of libunwind's, at most 3 short.
-  EXPECT_LE(second.n, first.n);
-  EXPECT_LE(first.n - second.n, 3u);
+  EXPECT_EQ(second.n, first.n);
   for (unsigned i = 0; i < second.n; ++i) EXPECT_EQ(first.pcs[i], second.pcs[i]) << "frame " << i;
 }
 
@@ -435,6 +433,44 @@ TEST_F(UnwindTest, ReusedOuterFramesFollowTheStack) {
       // (otherwise only the frames above the test body can be).
       if (k > 0 && order[k - 1] == order[k]) EXPECT_EQ(pal::cfi_walk_replays(), replays + 1) << "capture " << k;
     }
+  }
+}
+
+// One frame deeper than via_one, so the frames it shares with the previous
+// capture sit at other positions of the walk.
+TEST_NOINLINE void via_deeper(Chain* c) {
+  KEEP_FRAME();
+  via_one(c);
+  asm volatile("" ::: "memory");
+}
+
+// Captures fn's chain twice: first with the thread's previous walk
+// available, then from a fresh start. The two calls are at different
+// addresses of this function; every other frame is the same.
+TEST_NOINLINE void capture_reused_then_fresh(void (*fn)(Chain*), Chain* c) {
+  KEEP_FRAME();
+  fn(&c[0]);
+  pal::reset_cfi_cache_for_testing();
+  fn(&c[1]);
+  asm volatile("" ::: "memory");
+}
+
+TEST_F(UnwindTest, ReusedFramesEqualAFreshWalk) {
+  pal::set_unwinder(1);
+  void (*const order[])(Chain*) = {&via_one, &via_deeper, &via_one, &via_two, &via_deeper, &via_deeper, &via_one};
+  for (unsigned k = 0; k < std::size(order); ++k) {
+    Chain c[2];
+    for (Chain& one : c) {
+      one.capture = &pal::capture_stack;
+      one.max = 16;
+    }
+    capture_reused_then_fresh(order[k], c);
+    ASSERT_EQ(c[0].n, c[1].n) << "capture " << k;
+    for (unsigned i = 0; i < c[0].n; ++i) {
+      if (inside(c[0].pcs[i], &capture_reused_then_fresh) && inside(c[1].pcs[i], &capture_reused_then_fresh)) continue;
+      EXPECT_EQ(c[0].pcs[i], c[1].pcs[i]) << "capture " << k << " frame " << i;
+    }
+    EXPECT_EQ(c[0].pcs[4], c[0].ret_run) << "capture " << k;
   }
 }
 
