@@ -6,3 +6,4 @@
 #include "core/attributes.h"
 #include "core/bits.h"
 #include "core/check.h"
+#include "core/hash.h"

@@ -5,8 +5,6 @@
 // the region divided by 8, so get() is O(1).
 #include "ds/stack_depot.h"
 
-#include <bit>
-
 #include "core/core.h"
 
 namespace heapguard {
@@ -15,17 +13,8 @@ constinit StackDepot g_stack_depot;
 
 namespace {
 
-// Every capture is stored (or found), so this runs twice per malloc/free
-// pair in debug: the per-frame multiplies are independent of each other and
-// the serial part is an add and a rotate, with one full mix at the end.
-uint64_t stack_hash(const uintptr_t* pcs, unsigned n) {
-  uint64_t h = 0x6a09e667f3bcc909ULL ^ (uint64_t{n} << 32);
-  for (unsigned i = 0; i < n; ++i) h = std::rotl(h + pcs[i] * 0x9e3779b97f4a7c15ULL, 27);
-  h ^= h >> 31;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 29;
-  return h;
-}
+// Every capture is stored (or found): twice per malloc/free pair in debug.
+uint64_t stack_hash(const uintptr_t* pcs, unsigned n) { return hash_words(pcs, n, 0x6a09e667f3bcc909ULL); }
 
 // Without an early exit, so the compiler compares several frames at once.
 bool same_frames(const uintptr_t* a, const uintptr_t* b, unsigned n) {

@@ -45,7 +45,6 @@
 #include <ucontext.h>
 
 #include <atomic>
-#include <bit>
 
 #include "core/core.h"
 #include "platform/cfi_walk.h"
@@ -150,6 +149,12 @@ HEAPGUARD_FAST_PATH bool stack_top(uintptr_t sp, uintptr_t* hi, bool may_query) 
   return true;
 }
 
+// Whether a frame record (saved rbp, return address) at `fp` is an aligned
+// pair of words inside [lo, hi).
+HEAPGUARD_FAST_PATH bool frame_on_stack(uintptr_t fp, uintptr_t lo, uintptr_t hi) {
+  return fp >= lo && fp <= hi - 2 * sizeof(uintptr_t) && (fp & (sizeof(uintptr_t) - 1)) == 0;
+}
+
 // Follows saved frame pointers from `fp` (a frame whose [fp] holds the
 // caller's frame pointer and [fp+8] a return address). Stops at the top of
 // the stack, at a misaligned or non-increasing frame pointer, or at a null
@@ -157,7 +162,7 @@ HEAPGUARD_FAST_PATH bool stack_top(uintptr_t sp, uintptr_t* hi, bool may_query) 
 HEAPGUARD_FAST_PATH unsigned fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi, uintptr_t* out, unsigned max) {
   unsigned n = 0;
   while (n < max) {
-    if (fp < lo || fp > hi - 2 * sizeof(uintptr_t) || (fp & (sizeof(uintptr_t) - 1)) != 0) break;
+    if (!frame_on_stack(fp, lo, hi)) break;
     const auto* frame = reinterpret_cast<const uintptr_t*>(fp);
     const uintptr_t ra = frame[1];
     if (ra < 4096) break;
@@ -179,7 +184,6 @@ constexpr unsigned kVerdictProbe = 8;
 constinit std::atomic<uint64_t> g_verdicts[kVerdictSlots] = {};
 
 enum class Verdict : uint8_t { Unknown, Right, Wrong };
-
 
 Verdict lookup_verdict(uint64_t h) {
   const uint64_t key = h & ~uint64_t{3};
@@ -274,7 +278,7 @@ HEAPGUARD_FAST_PATH unsigned walk(uintptr_t fp, uintptr_t hi, uintptr_t* out, un
   const uintptr_t lo = fp;
   uintptr_t last_own = 0;
   for (unsigned own = 0; own < kOwnFrameBudget + 1; ++own) {
-    if (fp < lo || fp > hi - 2 * sizeof(uintptr_t) || (fp & (sizeof(uintptr_t) - 1)) != 0) return 0;
+    if (!frame_on_stack(fp, lo, hi)) return 0;
     const auto* frame = reinterpret_cast<const uintptr_t*>(fp);
     const uintptr_t ra = frame[1];
     const uintptr_t caller_fp = frame[0];
@@ -291,23 +295,11 @@ HEAPGUARD_FAST_PATH unsigned walk(uintptr_t fp, uintptr_t hi, uintptr_t* out, un
   return 0;  // deeper inside heapguard than it ever is: leave it to libunwind
 }
 
-// A chain's identity for the verdict cache. The per-frame multiplies are
-// independent, so the serial part is an add and a rotate per frame; one
-// full mix at the end.
-HEAPGUARD_FAST_PATH uint64_t chain_hash(const uintptr_t* pcs, unsigned n) {
-  uint64_t h = 0x243f6a8885a308d3ULL ^ n;
-  for (unsigned i = 0; i < n; ++i) h = std::rotl(h + pcs[i] * 0x9e3779b97f4a7c15ULL, 23);
-  h ^= h >> 31;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 29;
-  return h;
-}
-
 // Capture overview:
 //   capture_stack / capture_stack_slow  (noinline: ra0 and fp0 are theirs)
 //     busy flag, ready check
 //     capture_impl(mode)
-//       mode 1: walk (own frames by rbp, then CFI; trimmed) -> chain_hash -> lookup_verdict
+//       mode 1: walk (own frames by rbp, then CFI; trimmed) -> hash_words -> lookup_verdict
 //                 Right   -> the walk's frames                (fast path)
 //                 Unknown -> libunwind_raw + finish, compare, record -> libunwind's
 //                 Wrong   -> fall through
@@ -320,7 +312,7 @@ unsigned capture_impl(uintptr_t ra0, uintptr_t fp0, uintptr_t* out, unsigned max
     if (stack_top(fp0, &hi, true)) {
       const unsigned n = walk(fp0, hi, out, max);
       if (n > 0) {
-        const uint64_t h = chain_hash(out, n);
+        const uint64_t h = hash_words(out, n, 0x243f6a8885a308d3ULL);  // the chain's identity
         const Verdict v = lookup_verdict(h);
         if (v == Verdict::Right) {
           ++t_stats.fast_hits;

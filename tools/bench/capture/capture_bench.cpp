@@ -13,52 +13,13 @@
 
 #include "ds/ds.h"
 #include "platform/platform.h"
+#include "unwind_trampolines.h"  // tests/unit/platform
 
 namespace {
 
 using heapguard::pal::kMaxStackFrames;
 constexpr unsigned kFrames = 16;
 constexpr int kDepth = 24;
-
-extern "C" void hg_bench_nofp_call(void (*fn)(void*), void* arg);
-extern "C" void hg_bench_nocfi_call(void (*fn)(void*), void* arg);
-// Call fn(arg) without touching rbp, with and without CFI (see
-// tests/unit/platform/unwind_test.cpp).
-asm(R"(
-  .pushsection .text
-  .p2align 4
-  .globl hg_bench_nofp_call
-  .hidden hg_bench_nofp_call
-  .type hg_bench_nofp_call, @function
-hg_bench_nofp_call:
-  .cfi_startproc
-  pushq %rbx
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %rbx, 0
-  movq %rdi, %rax
-  movq %rsi, %rdi
-  callq *%rax
-  popq %rbx
-  .cfi_adjust_cfa_offset -8
-  .cfi_restore %rbx
-  retq
-  .cfi_endproc
-  .size hg_bench_nofp_call, .-hg_bench_nofp_call
-
-  .p2align 4
-  .globl hg_bench_nocfi_call
-  .hidden hg_bench_nocfi_call
-  .type hg_bench_nocfi_call, @function
-hg_bench_nocfi_call:
-  pushq %rbx
-  movq %rdi, %rax
-  movq %rsi, %rdi
-  callq *%rax
-  popq %rbx
-  retq
-  .size hg_bench_nocfi_call, .-hg_bench_nocfi_call
-  .popsection
-)");
 
 struct Job {
   unsigned (*capture)(uintptr_t*, unsigned);
@@ -106,10 +67,10 @@ void BM_FramePointerRaw(benchmark::State& state) {
 }
 void BM_VerifiedFastPath(benchmark::State& state) { run(state, &heapguard::pal::capture_stack, 1, nullptr); }
 void BM_VerifiedFastPathWithoutFramePointer(benchmark::State& state) {
-  run(state, &heapguard::pal::capture_stack, 1, &hg_bench_nofp_call);
+  run(state, &heapguard::pal::capture_stack, 1, &hg_test_nofp_call);
 }
 void BM_VerifiedUnprovenChain(benchmark::State& state) {
-  run(state, &heapguard::pal::capture_stack, 1, &hg_bench_nocfi_call);
+  run(state, &heapguard::pal::capture_stack, 1, &hg_test_nocfi_call);
 }
 
 // The cost of the descent alone, to subtract from the figures above.
